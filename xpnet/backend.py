@@ -1,0 +1,456 @@
+"""Backends: the one module that knows concrete array libraries.
+
+Everything else in xpnet is written against the Python Array API standard and
+finds its namespace from its inputs (:func:`namespace_of`). A :class:`Backend`
+resolves a name to a namespace and a device, makes seeded random numbers (the
+standard has none), moves arrays between the host (NumPy) and its device, and
+synchronizes.
+
+Random numbers are counter based: a backend holds ``(seed, counter)`` and every
+draw uses a fresh generator of the library's own kind seeded from that pair.
+The state is two integers, so checkpoints can save and restore it exactly on
+every backend.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "BackendMismatchError",
+    "BACKEND_NAMES",
+    "available_backends",
+    "get_backend",
+    "backend_of",
+    "namespace_of",
+    "to_numpy",
+]
+
+BACKEND_NAMES = ("numpy", "cupy", "torch", "array_api_strict")
+
+_INSTALL_HINTS = {
+    "numpy": 'pip install numpy',
+    "cupy": 'pip install "xpnet[cuda12]"  (or "xpnet[cuda13]" for CUDA 13 drivers)',
+    "torch": 'pip install "xpnet[torch]"',
+    "array_api_strict": 'pip install "xpnet[strict]"',
+}
+
+_ALIASES = {
+    "np": "numpy",
+    "cp": "cupy",
+    "pytorch": "torch",
+    "strict": "array_api_strict",
+    "array-api-strict": "array_api_strict",
+}
+
+
+class BackendError(RuntimeError):
+    """A backend was asked for that is unknown, not installed or not usable."""
+
+
+class BackendMismatchError(TypeError):
+    """Arrays from two different backends (or devices) were mixed in one call."""
+
+
+# ---------------------------------------------------------------------------
+# Library detection
+# ---------------------------------------------------------------------------
+
+def _is_installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _cuda_problem() -> str | None:
+    """Why CuPy cannot run here, or None when it can."""
+    if not _is_installed("cupy"):
+        return f"CuPy is not installed; {_INSTALL_HINTS['cupy']}"
+    try:
+        import cupy
+
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:  # the CUDA runtime raises its own error types
+        return f"CuPy is installed but no usable CUDA device was found ({err})"
+    if count < 1:
+        return "CuPy is installed but no CUDA device is present"
+    return None
+
+
+def backend_problem(name: str) -> str | None:
+    """Why the backend ``name`` cannot be used here, or None when it can."""
+    name = _canonical_name(name)
+    if name == "cupy":
+        return _cuda_problem()
+    if not _is_installed(name):
+        return f"{name} is not installed; {_INSTALL_HINTS[name]}"
+    return None
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that can run on this machine."""
+    return [name for name in BACKEND_NAMES if backend_problem(name) is None]
+
+
+def _canonical_name(name: str) -> str:
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in BACKEND_NAMES and key != "auto":
+        raise BackendError(
+            f"unknown backend {name!r}; expected one of "
+            f"{', '.join(BACKEND_NAMES + ('auto',))}"
+        )
+    return key
+
+
+# ---------------------------------------------------------------------------
+# The Backend
+# ---------------------------------------------------------------------------
+
+def _derive_seed(*entropy: int) -> int:
+    """A 63-bit seed that mixes the integers ``entropy`` well."""
+    state = np.random.SeedSequence([int(e) for e in entropy]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+@dataclass(eq=False)
+class Backend:
+    """One array library on one device.
+
+    Parameters
+    ----------
+    name : str
+        ``'numpy'``, ``'cupy'``, ``'torch'`` or ``'array_api_strict'``.
+    xp : module
+        The Array API namespace (the ``array_api_compat`` wrapper where one
+        exists).
+    device : object
+        The device arrays are created on.
+    """
+
+    name: str
+    xp: ModuleType
+    device: Any = None
+    seed_value: int = field(default_factory=lambda: int(np.random.SeedSequence().entropy) >> 65)
+    counter: int = 0
+
+    # -- dtypes ------------------------------------------------------------
+    def dtype(self, spec: Any) -> Any:
+        """The namespace's dtype for ``spec`` ('float32', np.float64, xp.float32...)."""
+        if spec is None:
+            return self.xp.float32
+        key = dtype_name(spec)
+        try:
+            return getattr(self.xp, key)
+        except AttributeError:
+            raise TypeError(
+                f"dtype {spec!r} is not a dtype of the {self.name} backend; "
+                "use a name such as 'float32' or 'float64'"
+            ) from None
+
+    # -- moving data -------------------------------------------------------
+    def asarray(self, x: Any, dtype: Any = None, copy: bool | None = None) -> Any:
+        """``x`` (host data or an array of this backend) as an array on this device.
+
+        Arrays of another backend are refused with :class:`BackendMismatchError`
+        rather than silently copied.
+        """
+        if dtype is not None:
+            dtype = self.dtype(dtype)
+        if _is_foreign_array(x, self):
+            raise BackendMismatchError(
+                f"got an array of the {_library_of(x)} backend where the {self.name} "
+                f"backend was expected; convert it with xpnet.to_numpy() first"
+            )
+        if self.name == "torch" and isinstance(x, np.ndarray) and not x.flags.writeable:
+            x = np.array(x)  # torch warns on read-only buffers
+        return self.xp.asarray(x, dtype=dtype, device=self.device, copy=copy)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """A NumPy copy (or view, on the CPU) of an array of this backend."""
+        return to_numpy(x)
+
+    def synchronize(self) -> None:
+        """Wait until queued device work has finished (a no-op on the CPU)."""
+        if self.name == "cupy":
+            import cupy
+
+            cupy.cuda.get_current_stream().synchronize()
+        elif self.name == "torch":
+            import torch
+
+            if getattr(self.device, "type", "cpu") == "cuda":
+                torch.cuda.synchronize(self.device)
+
+    # -- random numbers ----------------------------------------------------
+    def seed(self, seed: int) -> None:
+        """Restart this backend's random stream from ``seed``."""
+        self.seed_value = int(seed)
+        self.counter = 0
+
+    def rng_state(self) -> dict[str, int]:
+        """The random stream's state, to save in a checkpoint."""
+        return {"seed": self.seed_value, "counter": self.counter}
+
+    def set_rng_state(self, state: dict[str, int]) -> None:
+        """Restore a state returned by :meth:`rng_state`."""
+        self.seed_value = int(state["seed"])
+        self.counter = int(state["counter"])
+
+    def _next_seed(self, seed: int | tuple[int, ...] | None) -> int:
+        if seed is not None:
+            return _derive_seed(*(seed if isinstance(seed, (tuple, list)) else (seed,)), 0)
+        self.counter += 1
+        return _derive_seed(self.seed_value, self.counter)
+
+    def random_normal(
+        self, shape: tuple[int, ...], std: float = 1.0, dtype: Any = None,
+        seed: int | None = None,
+    ) -> Any:
+        """Samples of N(0, std**2). ``seed`` gives a stream of its own."""
+        return self._draw("normal", shape, dtype, seed, std)
+
+    def random_uniform(
+        self, shape: tuple[int, ...], dtype: Any = None, seed: int | None = None
+    ) -> Any:
+        """Samples of U[0, 1). ``seed`` gives a stream of its own."""
+        return self._draw("uniform", shape, dtype, seed)
+
+    def random_integers(self, high: int, size: int, seed: int | None = None) -> Any:
+        """``size`` integers drawn uniformly from [0, high), with replacement."""
+        return self._draw("integers", (int(size),), None, seed, int(high))
+
+    def _draw(self, kind: str, shape, dtype, seed, arg=None):
+        shape = tuple(int(s) for s in shape)
+        derived = self._next_seed(seed)
+        dtype = self.dtype(dtype) if kind != "integers" else self.xp.int64
+        if self.name == "torch":
+            return self._draw_torch(kind, shape, dtype, derived, arg)
+        if self.name == "cupy":
+            import cupy
+
+            gen = cupy.random.Generator(cupy.random.Philox4x3210(derived))
+            lib = cupy
+        else:
+            gen = np.random.Generator(np.random.Philox(derived))
+            lib = np
+        if kind == "integers":
+            out = gen.integers(0, arg, size=shape, dtype=lib.int64)
+        else:
+            floating = _numpy_float_name(dtype)
+            if kind == "normal":
+                out = gen.standard_normal(size=shape, dtype=floating)
+                if arg != 1.0:
+                    out *= arg
+            else:
+                out = gen.random(size=shape, dtype=floating)
+        if self.name == "array_api_strict":
+            return self.xp.asarray(out, device=self.device)
+        return out
+
+    def _draw_torch(self, kind, shape, dtype, derived, arg):
+        import torch
+
+        gen = torch.Generator(device=self.device).manual_seed(derived)
+        if kind == "integers":
+            return torch.randint(0, arg, shape, generator=gen, device=self.device)
+        if kind == "normal":
+            out = torch.randn(shape, generator=gen, dtype=dtype, device=self.device)
+            return out.mul_(arg) if arg != 1.0 else out
+        return torch.rand(shape, generator=gen, dtype=dtype, device=self.device)
+
+    @property
+    def synchronous(self) -> bool:
+        """True where reading a result costs no device synchronization (CPUs)."""
+        if self.name == "cupy":
+            return False
+        return self.name != "torch" or getattr(self.device, "type", "cpu") == "cpu"
+
+    def owns(self, x: Any) -> bool:
+        """Whether ``x`` is an array of this backend (NumPy arrays for NumPy)."""
+        return _library_of(x) == self.name
+
+    def __repr__(self) -> str:
+        return f"Backend({self.name!r}, device={self.device!r})"
+
+
+def dtype_name(dtype: Any) -> str:
+    """'float32' for np.float32, torch.float32, array_api_strict.float32 or 'float32'."""
+    if isinstance(dtype, str):
+        return dtype
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return str(getattr(dtype, "__name__", dtype)).rsplit(".", 1)[-1].strip("'>")
+
+
+def _numpy_float_name(dtype: Any) -> str:
+    name = dtype_name(dtype)
+    if name not in ("float32", "float64"):
+        raise TypeError(f"random floats need float32 or float64, got {dtype}")
+    return name
+
+
+# ---------------------------------------------------------------------------
+# Resolving backends
+# ---------------------------------------------------------------------------
+
+_CACHE: dict[tuple[str, str], Backend] = {}
+
+
+def _make_backend(name: str, device: Any) -> Backend:
+    problem = backend_problem(name)
+    if problem is not None:
+        raise BackendError(f"the {name} backend cannot be used: {problem}")
+    if name == "numpy":
+        return Backend("numpy", array_api_compat.array_namespace(np.empty(0)), "cpu")
+    if name == "array_api_strict":
+        xp = importlib.import_module("array_api_strict")
+        dev = device if device is not None else xp.asarray(0).device
+        if isinstance(dev, str):
+            dev = xp.Device(dev)
+        return Backend("array_api_strict", xp, dev)
+    if name == "torch":
+        import torch
+
+        dev = torch.device(device if device is not None else "cpu")
+        return Backend("torch", array_api_compat.array_namespace(torch.empty(0)), dev)
+    import cupy
+
+    dev = cupy.cuda.Device(0 if device is None else int(getattr(device, "id", device)))
+    with dev:
+        xp = array_api_compat.array_namespace(cupy.empty(0))
+    return Backend("cupy", xp, dev)
+
+
+def get_backend(name_or_namespace: Any = None, device: Any = None) -> Backend:
+    """Resolve a backend.
+
+    Parameters
+    ----------
+    name_or_namespace : str, module, Backend or None
+        A name (``'numpy'``, ``'cupy'``, ``'torch'``, ``'array_api_strict'``,
+        ``'auto'``), an array namespace or library module, or a :class:`Backend`
+        (returned as is). ``None`` reads ``$XPNET_BACKEND`` and falls back to
+        ``'auto'``: CuPy when a CUDA device is usable, else NumPy.
+    device : optional
+        The device; the library's default when omitted.
+
+    Returns
+    -------
+    Backend
+        The same object for the same name and device, so that its random
+        stream is shared like a library's global generator.
+
+    Raises
+    ------
+    BackendError
+        For an unknown name, a library that is not installed (with the command
+        that installs it), or CuPy without a usable GPU.
+    """
+    if isinstance(name_or_namespace, Backend):
+        return name_or_namespace
+    if name_or_namespace is None:
+        name_or_namespace = os.environ.get("XPNET_BACKEND", "auto") or "auto"
+    if isinstance(name_or_namespace, ModuleType):
+        name = _name_of_module(name_or_namespace)
+    elif isinstance(name_or_namespace, str):
+        name = _canonical_name(name_or_namespace)
+    else:
+        raise BackendError(
+            f"backend must be a name, a namespace module or a Backend, "
+            f"got {type(name_or_namespace).__name__}"
+        )
+    if name == "auto":
+        name = "cupy" if _cuda_problem() is None else "numpy"
+    key = (name, str(device))
+    if key not in _CACHE:
+        _CACHE[key] = _make_backend(name, device)
+    return _CACHE[key]
+
+
+def _name_of_module(module: ModuleType) -> str:
+    root = module.__name__.split(".")
+    if root[0] == "array_api_compat" and len(root) > 1:
+        return _canonical_name(root[1])
+    return _canonical_name(root[0])
+
+
+# ---------------------------------------------------------------------------
+# Arrays -> namespace / backend
+# ---------------------------------------------------------------------------
+
+def _library_of(x: Any) -> str:
+    module = type(x).__module__.split(".")[0]
+    return {"numpy": "numpy", "cupy": "cupy", "torch": "torch",
+            "array_api_strict": "array_api_strict"}.get(module, module)
+
+
+def _is_foreign_array(x: Any, backend: Backend) -> bool:
+    if not array_api_compat.is_array_api_obj(x):
+        return False
+    lib = _library_of(x)
+    if backend.name == "numpy" or lib == "numpy":
+        # host NumPy data may go anywhere; NumPy accepts nothing else
+        return backend.name == "numpy" and lib != "numpy"
+    return lib != backend.name
+
+
+def namespace_of(*arrays: Any, caller: str = "this function") -> ModuleType:
+    """The Array API namespace shared by ``arrays`` (None entries are ignored).
+
+    Raises
+    ------
+    BackendMismatchError
+        When the arrays come from different libraries or devices, naming them.
+    """
+    try:
+        return array_api_compat.array_namespace(*arrays)
+    except TypeError as err:
+        libs = sorted({_library_of(a) for a in arrays if a is not None})
+        if len(libs) > 1:
+            raise BackendMismatchError(
+                f"{caller} got arrays from different backends ({', '.join(libs)}); "
+                "put them on one backend first, e.g. with backend.asarray(x)"
+            ) from None
+        raise TypeError(f"{caller}: {err}") from None
+
+
+def backend_of(x: Any) -> Backend:
+    """The :class:`Backend` an array lives on."""
+    lib = _library_of(x)
+    if lib == "numpy":
+        return get_backend("numpy")
+    if lib not in BACKEND_NAMES:
+        raise BackendError(f"arrays of type {type(x).__name__} belong to no xpnet backend")
+    device = array_api_compat.device(x)
+    if lib == "cupy":
+        device = getattr(device, "id", device)
+        return get_backend("cupy", None if device == 0 else device)
+    if lib == "torch":
+        return get_backend("torch", None if str(device) == "cpu" else device)
+    default = get_backend("array_api_strict")
+    return default if device == default.device else get_backend(lib, device)
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """Copy an array of any backend to a NumPy array on the host.
+
+    Python scalars and NumPy arrays pass through ``np.asarray``.
+    """
+    lib = _library_of(x)
+    if lib == "cupy":
+        return x.get()
+    if lib == "torch":
+        return x.detach().cpu().numpy()
+    if lib == "array_api_strict":
+        return np.from_dlpack(x)
+    return np.asarray(x)

@@ -1,0 +1,246 @@
+"""Fully-connected classifiers: ``TwoLayerNet`` and ``FullyConnectedNet``.
+
+Architecture: ``{affine - [batch/layer norm] - relu - [dropout]} x (L - 1) -
+affine - softmax``. Parameters live in ``self.params`` on the model's backend;
+``loss(X, y=None)`` returns class scores at test time and ``(loss, grads)`` at
+training time, with ``grads`` keyed like ``params``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from .. import _checks
+from ..backend import Backend, get_backend, namespace_of
+from ..layer_utils import (
+    affine_bn_relu_backward,
+    affine_bn_relu_forward,
+    affine_ln_relu_backward,
+    affine_ln_relu_forward,
+    affine_relu_backward,
+    affine_relu_forward,
+)
+from ..layers import affine_backward, affine_forward, dropout_backward, dropout_forward
+from ..layers import softmax_loss
+
+__all__ = ["FullyConnectedNet", "TwoLayerNet", "NORMALIZATIONS"]
+
+NORMALIZATIONS = (None, "batchnorm", "layernorm")
+
+_HIDDEN_FORWARD = {
+    None: affine_relu_forward,
+    "batchnorm": affine_bn_relu_forward,
+    "layernorm": affine_ln_relu_forward,
+}
+_HIDDEN_BACKWARD = {
+    None: affine_relu_backward,
+    "batchnorm": affine_bn_relu_backward,
+    "layernorm": affine_ln_relu_backward,
+}
+
+
+class FullyConnectedNet:
+    """A fully-connected network of any depth with ReLU, softmax loss and L2.
+
+    Parameters
+    ----------
+    hidden_dims : sequence of int
+        Size of each hidden layer.
+    input_dim : int
+        Features per input (inputs of shape (N, d1, ..., dk) are flattened).
+    num_classes : int
+    dropout_keep_ratio : float
+        Probability of keeping a unit, in (0, 1]; 1 means no dropout.
+    normalization : {None, 'batchnorm', 'layernorm'}
+    reg : float
+        L2 strength: the loss adds ``0.5 * reg * sum(W**2)`` over the weights.
+    weight_scale : float
+        Standard deviation of the initial weights (biases start at 0).
+    dtype : dtype or str
+        ``float32`` to train, ``float64`` for gradient checks.
+    seed : int, optional
+        Seeds the initial weights and makes dropout masks the same on every
+        call (for gradient checks), as in CS231n.
+    backend : str, module or Backend, optional
+        Where the parameters live; default ``$XPNET_BACKEND`` or auto.
+    """
+
+    def __init__(
+        self,
+        hidden_dims: Sequence[int],
+        input_dim: int = 3 * 32 * 32,
+        num_classes: int = 10,
+        dropout_keep_ratio: float = 1,
+        normalization: str | None = None,
+        reg: float = 0.0,
+        weight_scale: float = 1e-2,
+        dtype: Any = "float32",
+        seed: int | None = None,
+        *,
+        backend: str | Backend | Any = None,
+    ) -> None:
+        self.normalization = _checks.choice(normalization, NORMALIZATIONS, "normalization")
+        self.use_dropout = dropout_keep_ratio != 1
+        _checks.keep_probability({"p": dropout_keep_ratio})
+        dims = [int(input_dim), *(int(h) for h in hidden_dims), int(num_classes)]
+        if any(d < 1 for d in dims):
+            raise ValueError(f"layer sizes must be positive integers, got {dims}")
+        self.reg = reg
+        self.num_layers = len(dims) - 1
+        self.num_classes = int(num_classes)
+        self.backend = get_backend(backend)
+        self.dtype = self.backend.dtype(dtype)
+        self.params: dict[str, Any] = {}
+        self._init_params(dims, weight_scale, seed)
+
+        self.dropout_param: dict[str, Any] = {}
+        if self.use_dropout:
+            self.dropout_param = {"mode": "train", "p": dropout_keep_ratio}
+            if seed is not None:
+                self.dropout_param["seed"] = seed
+        self.bn_params: list[dict[str, Any]] = []
+        if self.normalization == "batchnorm":
+            self.bn_params = [{"mode": "train"} for _ in range(self.num_layers - 1)]
+        elif self.normalization == "layernorm":
+            self.bn_params = [{} for _ in range(self.num_layers - 1)]
+
+    # -- construction --------------------------------------------------------
+    def _init_params(self, dims: list[int], weight_scale: float, seed: int | None) -> None:
+        xp, be = self.backend.xp, self.backend
+        for i in range(self.num_layers):
+            layer_seed = None if seed is None else (seed, i)
+            self.params[f"W{i + 1}"] = be.random_normal(
+                (dims[i], dims[i + 1]), std=weight_scale, dtype=self.dtype, seed=layer_seed)
+            self.params[f"b{i + 1}"] = xp.zeros((dims[i + 1],), dtype=self.dtype,
+                                                device=be.device)
+            if self.normalization is not None and i < self.num_layers - 1:
+                self.params[f"gamma{i + 1}"] = xp.ones((dims[i + 1],), dtype=self.dtype,
+                                                       device=be.device)
+                self.params[f"beta{i + 1}"] = xp.zeros((dims[i + 1],), dtype=self.dtype,
+                                                       device=be.device)
+
+    # -- inputs ----------------------------------------------------------------
+    def _device_params(self) -> dict[str, Any]:
+        """``self.params``, after moving any host arrays a user assigned to the device."""
+        be = self.backend
+        for name, value in self.params.items():
+            if not be.owns(value):
+                self.params[name] = be.asarray(value)
+        return self.params
+
+    def _inputs(self, X: Any, compute_dtype: Any) -> Any:
+        X = self.backend.asarray(X)
+        if X.dtype != compute_dtype:
+            X = self.backend.xp.astype(X, compute_dtype)
+        return X
+
+    def _labels(self, y: Any, n: int) -> Any:
+        be = self.backend
+        y = be.asarray(y)
+        if y.ndim != 1 or y.shape[0] != n:
+            raise ValueError(
+                f"loss: y must have shape ({n},) to match the {n} samples of X, "
+                f"got {_checks.shape_str(y.shape)}"
+            )
+        _checks.check_label_dtype(be.xp, y, "loss")
+        if be.synchronous:
+            _checks.check_label_range(be.xp, y, self.num_classes, "loss")
+        return y
+
+    # -- forward and backward --------------------------------------------------
+    def loss(self, X: Any, y: Any = None):
+        """Class scores, or the loss and its gradients.
+
+        Parameters
+        ----------
+        X : array of shape (N, d1, ..., dk)
+            Host (NumPy) data is moved to the model's device.
+        y : integer array of shape (N,), optional
+
+        Returns
+        -------
+        scores : array of shape (N, C)
+            When ``y`` is None (test mode).
+        loss, grads : 0-D array, dict
+            Otherwise; ``grads[k]`` is the gradient for ``params[k]``.
+        """
+        params = self._device_params()
+        X = self._inputs(X, params["W1"].dtype)
+        mode = "test" if y is None else "train"
+        if self.use_dropout:
+            self.dropout_param["mode"] = mode
+        if self.normalization == "batchnorm":
+            for bn_param in self.bn_params:
+                bn_param["mode"] = mode
+
+        hidden = _HIDDEN_FORWARD[self.normalization]
+        caches = []
+        h = X
+        for i in range(1, self.num_layers):
+            W, b = params[f"W{i}"], params[f"b{i}"]
+            if self.normalization is None:
+                h, cache = hidden(h, W, b)
+            else:
+                h, cache = hidden(h, W, b, params[f"gamma{i}"], params[f"beta{i}"],
+                                  self.bn_params[i - 1])
+            drop_cache = None
+            if self.use_dropout:
+                h, drop_cache = dropout_forward(h, self.dropout_param)
+            caches.append((cache, drop_cache))
+        last = self.num_layers
+        scores, out_cache = affine_forward(h, params[f"W{last}"], params[f"b{last}"])
+        if y is None:
+            return scores
+
+        y = self._labels(y, X.shape[0])
+        loss, dscores = softmax_loss(scores, y, check_labels=False)
+        grads: dict[str, Any] = {}
+        dh, grads[f"W{last}"], grads[f"b{last}"] = affine_backward(dscores, out_cache)
+        backward = _HIDDEN_BACKWARD[self.normalization]
+        for i in range(self.num_layers - 1, 0, -1):
+            cache, drop_cache = caches[i - 1]
+            if drop_cache is not None:
+                dh = dropout_backward(dh, drop_cache)
+            if self.normalization is None:
+                dh, grads[f"W{i}"], grads[f"b{i}"] = backward(dh, cache)
+            else:
+                dh, grads[f"W{i}"], grads[f"b{i}"], grads[f"gamma{i}"], grads[f"beta{i}"] = (
+                    backward(dh, cache))
+
+        if self.reg:
+            xp = namespace_of(scores, caller="loss")
+            for i in range(1, self.num_layers + 1):
+                W = params[f"W{i}"]
+                loss = loss + 0.5 * self.reg * xp.sum(W * W)
+                grads[f"W{i}"] = grads[f"W{i}"] + self.reg * W
+        return loss, grads
+
+    def __repr__(self) -> str:
+        dims = [self.params[f"W{i}"].shape[1] for i in range(1, self.num_layers)]
+        return (f"{type(self).__name__}(hidden_dims={dims}, normalization="
+                f"{self.normalization!r}, backend={self.backend.name!r})")
+
+
+class TwoLayerNet(FullyConnectedNet):
+    """``affine - relu - affine - softmax``, the CS231n two-layer network.
+
+    Parameters are ``W1, b1, W2, b2``. Unlike :class:`FullyConnectedNet` it
+    defaults to float64, like the CS231n class whose notebooks check its
+    gradients to 1e-8; pass ``dtype='float32'`` to train faster.
+    """
+
+    def __init__(
+        self,
+        input_dim: int = 3 * 32 * 32,
+        hidden_dim: int = 100,
+        num_classes: int = 10,
+        weight_scale: float = 1e-3,
+        reg: float = 0.0,
+        *,
+        dtype: Any = "float64",
+        seed: int | None = None,
+        backend: str | Backend | Any = None,
+    ) -> None:
+        super().__init__([hidden_dim], input_dim=input_dim, num_classes=num_classes,
+                         reg=reg, weight_scale=weight_scale, dtype=dtype, seed=seed,
+                         backend=backend)

@@ -1,0 +1,402 @@
+"""The Solver: minibatch training of a model with an update rule.
+
+Follows the CS231n ``Solver`` and adds what training on a GPU needs: the data
+set is put on the model's backend once, minibatches are gathered there, and
+losses stay on the device until they are fetched in bulk at print points and
+epoch ends. Checkpoints are written atomically and hold everything needed to
+resume, including the random stream, so a resumed run ends with the same
+weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+from typing import Any, Callable
+
+from . import _checks, optim
+from .backend import Backend, backend_of, get_backend, to_numpy
+from .checkpoint import load_arrays, save_arrays
+
+__all__ = ["Solver", "TrainingDivergedError"]
+
+_DATA_KEYS = ("X_train", "y_train", "X_val", "y_val")
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class Solver:
+    """Train a classification model with minibatch gradient descent.
+
+    Parameters
+    ----------
+    model : object
+        Has ``params`` (dict of arrays) and ``loss(X, y=None)`` returning
+        scores, or ``(loss, grads)`` with grads keyed like params; optionally
+        ``backend`` (else the backend of its first parameter).
+    data : dict
+        ``X_train, y_train, X_val, y_val`` (host or device arrays).
+    update_rule : str or callable
+        ``'sgd'``, ``'sgd_momentum'``, ``'rmsprop'``, ``'adam'``, ``'adagrad'``
+        or a function ``rule(w, dw, config) -> (next_w, config)``.
+    optim_config : dict
+        Hyperparameters given to the rule (a copy per parameter).
+    lr_decay : float
+        ``learning_rate`` is multiplied by this after every epoch.
+    batch_size, num_epochs : int
+    num_train_samples : int
+        Training samples used to measure training accuracy (None for all).
+    num_val_samples : int or None
+        Validation samples used to measure accuracy (None for all).
+    checkpoint_name : str, optional
+        Save ``{checkpoint_name}_epoch_{n}.npz`` after every epoch.
+    print_every : int
+        Print (and fetch the losses from the device) every this many iterations.
+    verbose : bool
+    seed : int, optional
+        Seeds the backend's random stream (minibatches, dropout, subsamples).
+    callback : callable, optional
+        ``callback(solver, event)`` with event ``'iteration'`` after every
+        step and ``'epoch'`` after every accuracy check; for progress bars.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        data: dict,
+        update_rule: str | Callable = "sgd",
+        optim_config: dict | None = None,
+        lr_decay: float = 1.0,
+        batch_size: int = 100,
+        num_epochs: int = 10,
+        num_train_samples: int | None = 1000,
+        num_val_samples: int | None = None,
+        checkpoint_name: str | None = None,
+        print_every: int = 10,
+        verbose: bool = True,
+        *,
+        seed: int | None = None,
+        callback: Callable[["Solver", str], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.backend: Backend = _backend_of_model(model)
+        self.update_rule_name = update_rule if isinstance(update_rule, str) else None
+        self.update_rule = optim.get_update_rule(update_rule)
+        self.optim_config = dict(optim_config or {})
+        self.lr_decay = lr_decay
+        self.batch_size = _positive_int(batch_size, "batch_size")
+        self.num_epochs = _positive_int(num_epochs, "num_epochs")
+        self.num_train_samples = num_train_samples
+        self.num_val_samples = num_val_samples
+        self.checkpoint_name = checkpoint_name
+        self.print_every = _positive_int(print_every, "print_every")
+        self.verbose = verbose
+        self.callback = callback
+        if seed is not None:
+            self.backend.seed(seed)
+
+        self.X_train, self.y_train, self.X_val, self.y_val = self._put_data(data)
+        self._reset()
+
+    # -- set-up --------------------------------------------------------------
+    def _put_data(self, data: dict) -> tuple:
+        missing = [k for k in _DATA_KEYS if k not in data]
+        if missing:
+            raise KeyError(f"Solver: data is missing {', '.join(missing)}")
+        be = self.backend
+        num_classes = getattr(self.model, "num_classes", None)
+        dtype = getattr(self.model, "dtype", None)
+        arrays = []
+        for split in ("train", "val"):
+            X = be.asarray(data[f"X_{split}"])
+            y = be.asarray(data[f"y_{split}"])
+            if y.ndim != 1 or X.shape[0] != y.shape[0]:
+                raise ValueError(
+                    f"Solver: X_{split} has {X.shape[0]} samples but y_{split} has shape "
+                    f"{_checks.shape_str(y.shape)}; they must match"
+                )
+            if X.shape[0] == 0:
+                raise ValueError(f"Solver: X_{split} is empty")
+            _checks.check_label_dtype(be.xp, y, f"Solver (y_{split})")
+            if num_classes is not None:
+                _checks.check_label_range(be.xp, y, num_classes, f"Solver (y_{split})")
+            if dtype is not None and X.dtype != dtype:
+                X = be.xp.astype(X, dtype)
+            arrays += [X, y]
+        return tuple(arrays)
+
+    def _reset(self) -> None:
+        self.epoch = 0
+        self.iteration = 0
+        self.best_val_acc = 0.0
+        self.best_params: dict[str, Any] = {}
+        self._loss_history: list[float] = []
+        self._pending_losses: list[Any] = []
+        self.train_acc_history: list[float] = []
+        self.val_acc_history: list[float] = []
+        self.optim_configs = {p: dict(self.optim_config) for p in self.model.params}
+
+    # -- properties ------------------------------------------------------------
+    @property
+    def loss_history(self) -> list[float]:
+        """The loss of every iteration so far (fetched from the device on access)."""
+        self._flush_losses()
+        return self._loss_history
+
+    @property
+    def iterations_per_epoch(self) -> int:
+        return max(self.X_train.shape[0] // self.batch_size, 1)
+
+    @property
+    def num_iterations(self) -> int:
+        return self.num_epochs * self.iterations_per_epoch
+
+    # -- training ----------------------------------------------------------------
+    def _step(self) -> None:
+        be, xp = self.backend, self.backend.xp
+        idx = be.random_integers(self.X_train.shape[0], self.batch_size)
+        X_batch = xp.take(self.X_train, idx, axis=0)
+        y_batch = xp.take(self.y_train, idx, axis=0)
+        loss, grads = self.model.loss(X_batch, y_batch)
+        self._pending_losses.append(loss)
+        params = self.model.params
+        for name, w in params.items():
+            params[name], self.optim_configs[name] = self.update_rule(
+                w, grads[name], self.optim_configs[name])
+
+    def _flush_losses(self) -> None:
+        """Fetch pending losses in one transfer; stop if one is not finite."""
+        if not self._pending_losses:
+            return
+        xp = self.backend.xp
+        values = [float(v) for v in to_numpy(xp.stack(self._pending_losses))]
+        first = len(self._loss_history)
+        self._pending_losses = []
+        self._loss_history.extend(values)
+        for offset, value in enumerate(values):
+            if not math.isfinite(value):
+                self._diverged(first + offset + 1, value)
+
+    def _diverged(self, iteration: int, value: float) -> None:
+        lr = self.optim_config.get("learning_rate")
+        if self.best_params:
+            self.model.params = dict(self.best_params)
+        saved = (f"; the last good checkpoint is {self._epoch_checkpoint(self.epoch)}"
+                 if self.checkpoint_name and self.epoch > 0 else "")
+        raise TrainingDivergedError(
+            f"the training loss became {value} at iteration {iteration}; lower the learning "
+            f"rate (it was {lr if lr is not None else 'the rule default'}) or the weight "
+            f"scale and train again; the model keeps the best parameters so far{saved}"
+        )
+
+    def _print(self, message: str) -> None:
+        if self.verbose:
+            print(message, flush=True)
+
+    def train(self) -> None:
+        """Run (or continue) the optimization for ``num_epochs`` epochs.
+
+        A Ctrl-C finishes the current step, saves ``{checkpoint_name}_interrupted.npz``
+        when checkpointing, and then raises ``KeyboardInterrupt``.
+        """
+        with _DeferredInterrupt() as interrupt:
+            while self.iteration < self.num_iterations:
+                t = self.iteration
+                self._step()
+                self.iteration += 1
+                if t % self.print_every == 0:
+                    self._flush_losses()
+                    self._print(f"(Iteration {t + 1} / {self.num_iterations}) "
+                                f"loss: {self._loss_history[-1]:f}")
+                epoch_end = self.iteration % self.iterations_per_epoch == 0
+                if epoch_end:
+                    self.epoch += 1
+                    for config in self.optim_configs.values():
+                        if "learning_rate" in config:
+                            config["learning_rate"] *= self.lr_decay
+                if t == 0 or epoch_end or self.iteration == self.num_iterations:
+                    self._end_of_epoch_check()
+                if self.callback is not None:
+                    self.callback(self, "iteration")
+                if interrupt.requested:
+                    self._flush_losses()
+                    if self.checkpoint_name:
+                        self.save_checkpoint(f"{self.checkpoint_name}_interrupted.npz")
+                    raise KeyboardInterrupt
+        self._flush_losses()
+        if self.best_params:
+            self.model.params = dict(self.best_params)
+
+    def _end_of_epoch_check(self) -> None:
+        self._flush_losses()
+        train_acc = self.check_accuracy(self.X_train, self.y_train,
+                                        num_samples=self.num_train_samples)
+        val_acc = self.check_accuracy(self.X_val, self.y_val, num_samples=self.num_val_samples)
+        self.train_acc_history.append(train_acc)
+        self.val_acc_history.append(val_acc)
+        self._print(f"(Epoch {self.epoch} / {self.num_epochs}) train acc: {train_acc:f}; "
+                    f"val_acc: {val_acc:f}")
+        if val_acc > self.best_val_acc or not self.best_params:
+            self.best_val_acc = max(val_acc, self.best_val_acc)
+            xp = self.backend.xp
+            self.best_params = {k: xp.asarray(v, copy=True) for k, v in self.model.params.items()}
+        if self.callback is not None:
+            self.callback(self, "epoch")
+        if self.checkpoint_name and self.iteration % self.iterations_per_epoch == 0 \
+                and self.iteration > 0:
+            self.save_checkpoint(self._epoch_checkpoint(self.epoch))
+
+    def _epoch_checkpoint(self, epoch: int) -> str:
+        return f"{self.checkpoint_name}_epoch_{epoch}.npz"
+
+    # -- evaluation ----------------------------------------------------------------
+    def check_accuracy(self, X: Any, y: Any, num_samples: int | None = None,
+                       batch_size: int = 100) -> float:
+        """Fraction of ``X`` classified as ``y`` (on a random subsample if asked).
+
+        Parameters
+        ----------
+        X, y : arrays (host or device)
+        num_samples : int, optional
+            Subsample this many points (with replacement) when X has more.
+        batch_size : int
+            Predict in batches of this size.
+        """
+        be = self.backend
+        xp = be.xp
+        X, y = be.asarray(X), be.asarray(y)
+        n = X.shape[0]
+        if num_samples is not None and n > num_samples:
+            idx = be.random_integers(n, num_samples)
+            X, y = xp.take(X, idx, axis=0), xp.take(y, idx, axis=0)
+            n = num_samples
+        correct = None
+        for start in range(0, n, batch_size):
+            scores = self.model.loss(X[start:start + batch_size])
+            hits = xp.sum(xp.astype(xp.argmax(scores, axis=1) == y[start:start + batch_size],
+                                    xp.int64))
+            correct = hits if correct is None else correct + hits
+        return float(correct) / n
+
+    # -- checkpoints -----------------------------------------------------------------
+    def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Everything needed to resume: ``(host arrays, JSON metadata)``."""
+        self._flush_losses()
+        arrays: dict[str, Any] = {}
+        for name, value in self.model.params.items():
+            arrays[f"params/{name}"] = to_numpy(value)
+        for name, value in self.best_params.items():
+            arrays[f"best_params/{name}"] = to_numpy(value)
+        scalars: dict[str, dict[str, Any]] = {}
+        for name, config in self.optim_configs.items():
+            scalars[name] = {}
+            for key, value in config.items():
+                if isinstance(value, (int, float, str, bool)) or value is None:
+                    scalars[name][key] = value
+                else:
+                    arrays[f"optim/{name}/{key}"] = to_numpy(value)
+        for i, bn_param in enumerate(getattr(self.model, "bn_params", [])):
+            for key in ("running_mean", "running_var"):
+                if bn_param.get(key) is not None:
+                    arrays[f"bn/{i}/{key}"] = to_numpy(bn_param[key])
+        meta = {
+            "format": "xpnet-solver-checkpoint/1",
+            "model": type(self.model).__name__,
+            "param_shapes": {k: list(v.shape) for k, v in self.model.params.items()},
+            "update_rule": self.update_rule_name,
+            "optim_scalars": scalars,
+            "lr_decay": self.lr_decay,
+            "batch_size": self.batch_size,
+            "num_epochs": self.num_epochs,
+            "epoch": self.epoch,
+            "iteration": self.iteration,
+            "best_val_acc": self.best_val_acc,
+            "loss_history": self._loss_history,
+            "train_acc_history": self.train_acc_history,
+            "val_acc_history": self.val_acc_history,
+            "rng_state": self.backend.rng_state(),
+        }
+        return arrays, meta
+
+    def save_checkpoint(self, path: str) -> str:
+        """Write the solver's state to ``path`` (``.npz``) atomically."""
+        arrays, meta = self.state()
+        return str(save_arrays(path, arrays, meta))
+
+    def load_checkpoint(self, path: str) -> None:
+        """Restore a state saved by :meth:`save_checkpoint`; ``train()`` then resumes.
+
+        Raises
+        ------
+        ValueError
+            When the checkpoint was made for a model of another architecture.
+        """
+        arrays, meta = load_arrays(path)
+        shapes = {k: list(v.shape) for k, v in self.model.params.items()}
+        if meta.get("param_shapes") != shapes:
+            raise ValueError(
+                f"checkpoint {path} holds a model with parameters {meta.get('param_shapes')} "
+                f"but this model has {shapes}; build the model with the same architecture"
+            )
+        be = self.backend
+        for name in shapes:
+            self.model.params[name] = be.asarray(arrays[f"params/{name}"])
+        self.best_params = {name: be.asarray(arrays[f"best_params/{name}"])
+                            for name in shapes if f"best_params/{name}" in arrays}
+        self.optim_configs = {}
+        for name, scalars in meta["optim_scalars"].items():
+            config = dict(scalars)
+            for key, value in arrays.items():
+                if key.startswith(f"optim/{name}/"):
+                    config[key.rsplit("/", 1)[1]] = be.asarray(value)
+            self.optim_configs[name] = config
+        for i, bn_param in enumerate(getattr(self.model, "bn_params", [])):
+            for key in ("running_mean", "running_var"):
+                if f"bn/{i}/{key}" in arrays:
+                    bn_param[key] = be.asarray(arrays[f"bn/{i}/{key}"])
+        self.epoch = meta["epoch"]
+        self.iteration = meta["iteration"]
+        self.best_val_acc = meta["best_val_acc"]
+        self._loss_history = list(meta["loss_history"])
+        self._pending_losses = []
+        self.train_acc_history = list(meta["train_acc_history"])
+        self.val_acc_history = list(meta["val_acc_history"])
+        self.backend.set_rng_state(meta["rng_state"])
+
+
+def _backend_of_model(model: Any) -> Backend:
+    backend = getattr(model, "backend", None)
+    if backend is not None:
+        return get_backend(backend)
+    return backend_of(next(iter(model.params.values())))
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"Solver: {name} must be a positive integer, got {value!r}")
+    return value
+
+
+class _DeferredInterrupt:
+    """Turn Ctrl-C into a flag checked between steps (main thread only)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handler(self, signum, frame) -> None:
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> "_DeferredInterrupt":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
