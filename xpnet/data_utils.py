@@ -63,8 +63,7 @@ NUM_TEST = 10_000
 _PIXELS = 3 * 32 * 32
 _CHUNK = 1 << 20
 _HOW_TO_SUPPLY = (
-    f"download {ARCHIVE_NAME} by hand and pass its path (or the folder holding it "
-    "or cifar-10-batches-py) with --data-dir or XPNET_DATA_DIR"
+    f"download {ARCHIVE_NAME} by hand and pass its path with --data-dir or XPNET_DATA_DIR"
 )
 
 PathLike = str | os.PathLike
@@ -147,7 +146,9 @@ def _load_batch_uint8(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
     batch = _unpickle(path)
 
     def bad(why: str) -> DataError:
-        return DataError(f"CIFAR-10 batch {path} is malformed ({why}); delete it and fetch it again")
+        return DataError(
+            f"CIFAR-10 batch {path} is malformed ({why}); delete it and fetch it again"
+        )
 
     if not isinstance(batch, dict):
         raise bad(f"it holds a {type(batch).__name__}, not a dict")

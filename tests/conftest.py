@@ -1,0 +1,73 @@
+"""The backend under test comes from ``--backend NAME`` or ``$XPNET_BACKEND``.
+
+Tests take the ``backend`` fixture (an :class:`xpnet.Backend`) or ``xp`` (its
+namespace). A backend that cannot run here skips every test that needs it,
+with the reason (what to install, or that no GPU is present).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet.backend import BackendError, backend_problem
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend", default=None,
+        help="array backend to test: numpy, array_api_strict, torch, cupy (default "
+             "$XPNET_BACKEND, else numpy)",
+    )
+
+
+def backend_name(config: pytest.Config) -> str:
+    return config.getoption("--backend") or os.environ.get("XPNET_BACKEND") or "numpy"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    name = backend_name(config)
+    problem = backend_problem(name) if name != "auto" else None
+    return f"xpnet backend: {name}" + (f" (unavailable: {problem})" if problem else "")
+
+
+@pytest.fixture(scope="session")
+def backend(request: pytest.FixtureRequest) -> xpnet.Backend:
+    name = backend_name(request.config)
+    try:
+        return xpnet.get_backend(name)
+    except BackendError as err:
+        pytest.skip(str(err))
+
+
+@pytest.fixture(scope="session")
+def xp(backend):
+    return backend.xp
+
+
+@pytest.fixture
+def dev(backend):
+    """Move host data to the backend under test: ``dev(np_array)``."""
+    return lambda a, dtype=None: backend.asarray(np.asarray(a), dtype=dtype)
+
+
+@pytest.fixture
+def check(backend):
+    """``check(actual, expected, rtol=..., atol=...)``: values AND namespace.
+
+    Fails when ``actual`` is not an array of the backend under test (a silent
+    fallback to NumPy), then compares values on the host.
+    """
+
+    def _check(actual, expected, rtol=1e-7, atol=0.0):
+        assert backend.owns(actual), (
+            f"result is a {type(actual).__module__}.{type(actual).__name__}, "
+            f"not an array of the {backend.name} backend"
+        )
+        np.testing.assert_allclose(xpnet.to_numpy(actual), np.asarray(expected),
+                                   rtol=rtol, atol=atol)
+
+    return _check
