@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 import signal
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import _checks, optim
 from .backend import Backend, backend_of, get_backend, to_numpy
@@ -79,7 +80,7 @@ class Solver:
         verbose: bool = True,
         *,
         seed: int | None = None,
-        callback: Callable[["Solver", str], None] | None = None,
+        callback: Callable[[Solver, str], None] | None = None,
     ) -> None:
         self.model = model
         self.backend: Backend = _backend_of_model(model)
@@ -275,9 +276,9 @@ class Solver:
             n = num_samples
         correct = None
         for start in range(0, n, batch_size):
-            scores = self.model.loss(X[start:start + batch_size])
-            hits = xp.sum(xp.astype(xp.argmax(scores, axis=1) == y[start:start + batch_size],
-                                    xp.int64))
+            stop = min(start + batch_size, n)
+            scores = self.model.loss(X[start:stop, ...])
+            hits = xp.sum(xp.astype(xp.argmax(scores, axis=1) == y[start:stop], xp.int64))
             correct = hits if correct is None else correct + hits
         return float(correct) / n
 
@@ -392,7 +393,7 @@ class _DeferredInterrupt:
             raise KeyboardInterrupt
         self.requested = True
 
-    def __enter__(self) -> "_DeferredInterrupt":
+    def __enter__(self) -> _DeferredInterrupt:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handler)
         return self

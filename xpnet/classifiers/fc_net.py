@@ -8,7 +8,8 @@ training time, with ``grads`` keyed like ``params``.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .. import _checks
 from ..backend import Backend, get_backend, namespace_of
@@ -20,8 +21,13 @@ from ..layer_utils import (
     affine_relu_backward,
     affine_relu_forward,
 )
-from ..layers import affine_backward, affine_forward, dropout_backward, dropout_forward
-from ..layers import softmax_loss
+from ..layers import (
+    affine_backward,
+    affine_forward,
+    dropout_backward,
+    dropout_forward,
+    softmax_loss,
+)
 
 __all__ = ["FullyConnectedNet", "TwoLayerNet", "NORMALIZATIONS"]
 

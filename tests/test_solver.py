@@ -1,0 +1,183 @@
+"""The Solver: memorising a small set, histories, decay, checkpoints, resume, divergence."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet import FullyConnectedNet, Solver, TrainingDivergedError
+from xpnet.checkpoint import load_arrays
+
+
+def random_cifar(n, seed=0, classes=10):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(classes, size=n)
+    return X, y
+
+
+def small_data(n_train=60, n_val=20, d=12, classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((classes, d)) * 3
+    y = rng.integers(classes, size=n_train + n_val)
+    X = (centers[y] + rng.standard_normal((n_train + n_val, d))).astype(np.float32)
+    return {"X_train": X[:n_train], "y_train": y[:n_train],
+            "X_val": X[n_train:], "y_val": y[n_train:]}
+
+
+def test_three_layer_net_memorises_50_cifar_shaped_examples(backend):
+    X, y = random_cifar(50)
+    data = {"X_train": X, "y_train": y, "X_val": X[:10], "y_val": y[:10]}
+    model = FullyConnectedNet([100, 100], weight_scale=5e-2, seed=0, backend=backend)
+    solver = Solver(model, data, update_rule="adam", optim_config={"learning_rate": 1e-3},
+                    batch_size=25, num_epochs=15, print_every=1000, verbose=False, seed=0)
+    solver.train()
+    assert solver.train_acc_history[-1] == 1.0
+    assert solver.loss_history[-1] < 0.05 * solver.loss_history[0]
+
+
+def test_histories_best_params_and_decay(backend):
+    data = small_data()
+    model = FullyConnectedNet([16], input_dim=12, num_classes=4, seed=1, backend=backend)
+    solver = Solver(model, data, update_rule="sgd_momentum",
+                    optim_config={"learning_rate": 0.05}, lr_decay=0.5, batch_size=20,
+                    num_epochs=3, verbose=False, seed=1)
+    solver.train()
+    assert solver.iterations_per_epoch == 3
+    assert len(solver.loss_history) == 9
+    assert all(isinstance(v, float) for v in solver.loss_history)
+    assert len(solver.train_acc_history) == len(solver.val_acc_history) == 4  # start + 3 epochs
+    assert solver.best_val_acc == max(solver.val_acc_history)
+    for name, value in model.params.items():
+        np.testing.assert_array_equal(xpnet.to_numpy(value),
+                                      xpnet.to_numpy(solver.best_params[name]))
+    for config in solver.optim_configs.values():
+        assert config["learning_rate"] == pytest.approx(0.05 * 0.5**3)
+    assert backend.owns(solver.X_train) and backend.owns(solver.y_val)
+
+
+def test_verbose_output_follows_cs231n(backend, capsys):
+    data = small_data()
+    model = FullyConnectedNet([8], input_dim=12, num_classes=4, seed=1, backend=backend)
+    Solver(model, data, num_epochs=1, batch_size=20, print_every=2, seed=0).train()
+    out = capsys.readouterr().out
+    assert "(Iteration 1 / 3) loss:" in out and "(Iteration 3 / 3) loss:" in out
+    assert "(Epoch 0 / 1) train acc:" in out and "(Epoch 1 / 1) train acc:" in out
+
+
+class FixedScores:
+    """A model whose predictions are known: class = first feature."""
+
+    num_classes = 3
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.params = {"W": backend.asarray(np.zeros((1, 1)))}
+
+    def loss(self, X, y=None):
+        xp = self.backend.xp
+        labels = xp.astype(X[:, 0], xp.int64)
+        return xp.astype(labels[:, None] == xp.arange(3)[None, :], xp.float64)
+
+
+def test_check_accuracy_hand_computed(backend):
+    X = np.array([[0.0], [1.0], [2.0], [1.0], [0.0]])
+    y = np.array([0, 1, 1, 1, 2])  # predictions 0,1,2,1,0 -> 3 of 5 right
+    data = {"X_train": X, "y_train": y, "X_val": X, "y_val": y}
+    solver = Solver(FixedScores(backend), data, verbose=False)
+    assert solver.check_accuracy(X, y, batch_size=2) == pytest.approx(0.6)
+
+
+def run(backend, data, tmp_path, num_epochs=3, checkpoint=True, **kwargs):
+    model = FullyConnectedNet([16], input_dim=12, num_classes=4, dropout_keep_ratio=0.8,
+                              normalization="batchnorm", seed=4, backend=backend)
+    model.dropout_param.pop("seed")  # fresh masks every step, from the backend's stream
+    solver = Solver(model, data, update_rule="adam", optim_config={"learning_rate": 1e-2},
+                    lr_decay=0.9, batch_size=20, num_epochs=num_epochs, verbose=False,
+                    checkpoint_name=str(tmp_path / "ck") if checkpoint else None, seed=7,
+                    **kwargs)
+    return model, solver
+
+
+def params_of(model):
+    return {k: xpnet.to_numpy(v) for k, v in model.params.items()}
+
+
+def test_resume_from_epoch_checkpoint_gives_the_same_weights(backend, tmp_path):
+    data = small_data()
+    model, solver = run(backend, data, tmp_path)
+    solver.train()
+    expected = params_of(model)
+    assert sorted(p.name for p in tmp_path.glob("ck_epoch_*.npz")) == [
+        "ck_epoch_1.npz", "ck_epoch_2.npz", "ck_epoch_3.npz"]
+
+    model2, solver2 = run(backend, data, tmp_path / "x", checkpoint=False)
+    backend.seed(999)  # the checkpoint must restore the random stream
+    solver2.load_checkpoint(str(tmp_path / "ck_epoch_1.npz"))
+    solver2.train()
+    for name, value in params_of(model2).items():
+        np.testing.assert_array_equal(value, expected[name], err_msg=name)
+    assert solver2.loss_history == solver.loss_history
+    assert solver2.val_acc_history == solver.val_acc_history
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_matches(backend, tmp_path):
+    data = small_data()
+    model, solver = run(backend, data, tmp_path / "a", checkpoint=False)
+    solver.train()
+    expected = params_of(model)
+
+    (tmp_path / "b").mkdir()
+
+    def interrupt_at_4(s, event):
+        if event == "iteration" and s.iteration == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    model_i, solver_i = run(backend, data, tmp_path / "b", callback=interrupt_at_4)
+    with pytest.raises(KeyboardInterrupt):
+        solver_i.train()
+    path = tmp_path / "b" / "ck_interrupted.npz"
+    _, meta = load_arrays(path)
+    assert meta["iteration"] == 4  # saved between steps, never in the middle of one
+
+    model_r, solver_r = run(backend, data, tmp_path / "c", checkpoint=False)
+    solver_r.load_checkpoint(str(path))
+    solver_r.train()
+    for name, value in params_of(model_r).items():
+        np.testing.assert_array_equal(value, expected[name], err_msg=name)
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(backend, tmp_path):
+    data = small_data()
+    calls = {"n": 0}
+
+    def poisoned_sgd(w, dw, config):
+        calls["n"] += 1
+        if calls["n"] == 2 * 7:  # the 7th step's update (2 parameters) returns inf
+            return w * float("inf"), config
+        return w - 1e-2 * dw, config
+
+    model = FullyConnectedNet([], input_dim=12, num_classes=4, seed=0, backend=backend)
+    solver = Solver(model, data, update_rule=poisoned_sgd, batch_size=20, num_epochs=4,
+                    checkpoint_name=str(tmp_path / "ck"), print_every=100, verbose=False)
+    with pytest.raises(TrainingDivergedError, match=r"iteration 8.*lower the learning rate"):
+        solver.train()
+    saved = sorted(p.name for p in tmp_path.iterdir())
+    assert saved == ["ck_epoch_1.npz", "ck_epoch_2.npz"]
+    arrays, meta = load_arrays(tmp_path / "ck_epoch_2.npz")
+    assert meta["iteration"] == 6 and all(np.isfinite(a).all() for a in arrays.values())
+    assert all(np.isfinite(v).all() for v in params_of(model).values())
+
+
+def test_checkpoint_for_another_architecture_is_refused(backend, tmp_path):
+    data = small_data()
+    model, solver = run(backend, data, tmp_path, num_epochs=1)
+    solver.train()
+    other = FullyConnectedNet([32], input_dim=12, num_classes=4, seed=0, backend=backend)
+    solver2 = Solver(other, data, verbose=False)
+    with pytest.raises(ValueError, match="same architecture"):
+        solver2.load_checkpoint(str(tmp_path / "ck_epoch_1.npz"))
