@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import itertools
 import random
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .backend import backend_of, namespace_of, to_numpy
 
@@ -30,12 +31,12 @@ def _indices(shape: tuple[int, ...]):
 
 
 def _central_difference(f: Callable, x: Array, ix: tuple, h: float):
-    """``(f(x + h e_ix), f(x - h e_ix))`` with ``x`` restored afterwards."""
+    """``(f(x + h e_ix), f(x - h e_ix))`` as floats, with ``x`` restored afterwards."""
     old = float(x[ix])
     x[ix] = old + h
-    pos = f(x)
+    pos = float(f(x))  # read now: f may return a 0-D view of x
     x[ix] = old - h
-    neg = f(x)
+    neg = float(f(x))
     x[ix] = old
     return pos, neg
 
@@ -82,7 +83,7 @@ def eval_numerical_gradient_array(
         x[ix] = old + h
         pos = xp.asarray(f(x), copy=True)
         x[ix] = old - h
-        neg = f(x)
+        neg = xp.asarray(f(x), copy=True)  # f may return x itself or a view of it
         x[ix] = old
         grad[ix] = float(xp.sum((pos - neg) * df)) / (2 * h)
     return grad

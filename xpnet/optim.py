@@ -8,7 +8,8 @@ new arrays and leave ``w`` untouched, as in CS231n.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .backend import namespace_of
 
