@@ -37,37 +37,39 @@ def affine_relu_backward(dout: Array, cache: tuple) -> tuple[Array, Array, Array
     return affine_backward(relu_backward(dout, relu_cache), fc_cache)
 
 
+def _affine_norm_relu_forward(norm_forward, x, w, b, gamma, beta, param):
+    a, fc_cache = affine_forward(x, w, b)
+    an, norm_cache = norm_forward(a, gamma, beta, param)
+    out, relu_cache = relu_forward(an)
+    return out, (fc_cache, norm_cache, relu_cache)
+
+
+def _affine_norm_relu_backward(norm_backward, dout, cache):
+    fc_cache, norm_cache, relu_cache = cache
+    dan, dgamma, dbeta = norm_backward(relu_backward(dout, relu_cache), norm_cache)
+    dx, dw, db = affine_backward(dan, fc_cache)
+    return dx, dw, db, dgamma, dbeta
+
+
 def affine_bn_relu_forward(
     x: Array, w: Array, b: Array, gamma: Array, beta: Array, bn_param: dict
 ) -> tuple[Array, tuple]:
     """Affine, batch normalization, ReLU. Returns ``(out, cache)``."""
-    a, fc_cache = affine_forward(x, w, b)
-    an, bn_cache = batchnorm_forward(a, gamma, beta, bn_param)
-    out, relu_cache = relu_forward(an)
-    return out, (fc_cache, bn_cache, relu_cache)
+    return _affine_norm_relu_forward(batchnorm_forward, x, w, b, gamma, beta, bn_param)
 
 
 def affine_bn_relu_backward(dout: Array, cache: tuple) -> tuple[Array, ...]:
     """Backward pass of :func:`affine_bn_relu_forward`: ``(dx, dw, db, dgamma, dbeta)``."""
-    fc_cache, bn_cache, relu_cache = cache
-    dan, dgamma, dbeta = batchnorm_backward_alt(relu_backward(dout, relu_cache), bn_cache)
-    dx, dw, db = affine_backward(dan, fc_cache)
-    return dx, dw, db, dgamma, dbeta
+    return _affine_norm_relu_backward(batchnorm_backward_alt, dout, cache)
 
 
 def affine_ln_relu_forward(
     x: Array, w: Array, b: Array, gamma: Array, beta: Array, ln_param: dict
 ) -> tuple[Array, tuple]:
     """Affine, layer normalization, ReLU. Returns ``(out, cache)``."""
-    a, fc_cache = affine_forward(x, w, b)
-    an, ln_cache = layernorm_forward(a, gamma, beta, ln_param)
-    out, relu_cache = relu_forward(an)
-    return out, (fc_cache, ln_cache, relu_cache)
+    return _affine_norm_relu_forward(layernorm_forward, x, w, b, gamma, beta, ln_param)
 
 
 def affine_ln_relu_backward(dout: Array, cache: tuple) -> tuple[Array, ...]:
     """Backward pass of :func:`affine_ln_relu_forward`: ``(dx, dw, db, dgamma, dbeta)``."""
-    fc_cache, ln_cache, relu_cache = cache
-    dan, dgamma, dbeta = layernorm_backward(relu_backward(dout, relu_cache), ln_cache)
-    dx, dw, db = affine_backward(dan, fc_cache)
-    return dx, dw, db, dgamma, dbeta
+    return _affine_norm_relu_backward(layernorm_backward, dout, cache)
