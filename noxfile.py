@@ -1,4 +1,4 @@
-"""The test matrix: one ``tests`` session per file in ``backends/``, plus lint.
+"""The test matrix: ``tests`` and ``notebooks`` sessions per file in ``backends/``, lint.
 
     python3 -m nox                          # everything (the README's test command)
     python3 -m nox -s "tests(numpy)"        # one backend
@@ -19,7 +19,7 @@ import nox
 ROOT = Path(__file__).parent
 BACKEND_FILES = sorted((ROOT / "backends").glob("*.txt"))
 
-nox.options.sessions = ["tests", "lint"]
+nox.options.sessions = ["tests", "notebooks", "lint"]
 nox.options.error_on_missing_interpreters = False
 
 
@@ -40,16 +40,22 @@ def _gpu_problem() -> str | None:
     return None
 
 
-@nox.session
-@nox.parametrize("backend", [f.stem for f in BACKEND_FILES], ids=[f.stem for f in BACKEND_FILES])
-def tests(session: nox.Session, backend: str) -> None:
-    """Run the whole suite on one backend."""
+def _install_backend(session: nox.Session, backend: str) -> str:
+    """Install ``backends/{backend}.txt``, or skip when it cannot run here; the xpnet name."""
     name = _xpnet_backend(backend)
     if name == "cupy":
         problem = _gpu_problem()
         if problem:
-            session.skip(f"{backend}: {problem}; CuPy tests need a CUDA GPU")
+            session.skip(f"{backend}: {problem}; CuPy needs a CUDA GPU")
     session.install("-r", f"backends/{backend}.txt")
+    return name
+
+
+@nox.session
+@nox.parametrize("backend", [f.stem for f in BACKEND_FILES], ids=[f.stem for f in BACKEND_FILES])
+def tests(session: nox.Session, backend: str) -> None:
+    """Run the whole suite on one backend."""
+    name = _install_backend(session, backend)
     session.install("-e", ".[test]")
     session.run("pytest", "-q", f"--backend={name}", *session.posargs,
                 env={"XPNET_BACKEND": name})
@@ -59,4 +65,58 @@ def tests(session: nox.Session, backend: str) -> None:
 def lint(session: nox.Session) -> None:
     """ruff over the package, tests, benchmarks and this file."""
     session.install("ruff")
-    session.run("ruff", "check", "xpnet", "tests", "benchmarks", "noxfile.py")
+    paths = [p for p in ("xpnet", "tests", "benchmarks", "noxfile.py") if (ROOT / p).exists()]
+    session.run("ruff", "check", *paths)
+
+
+# ---------------------------------------------------------------------------
+# Notebooks: run every notebook top to bottom, in small mode, on one backend.
+
+_NOTEBOOK_KERNEL = "xpnet-notebooks"
+
+_EXECUTE_NOTEBOOKS = """
+import sys
+import time
+
+import nbformat
+from nbclient import NotebookClient
+
+kernel, paths = sys.argv[1], sys.argv[2:]
+failed = []
+for path in paths:
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    try:
+        NotebookClient(nb, timeout=600, kernel_name=kernel,
+                       resources={"metadata": {"path": "notebooks"}}).execute()
+        status = "ok"
+    except Exception as err:  # a failing cell, a timeout or a dead kernel
+        failed.append(path)
+        status = "FAILED"
+        print(err, file=sys.stderr, flush=True)
+    print(f"{path}: {status} in {time.perf_counter() - start:.1f} s", flush=True)
+if failed:
+    sys.exit(f"{len(failed)} notebook(s) failed: {', '.join(failed)}")
+"""
+
+
+@nox.session
+@nox.parametrize("backend", [f.stem for f in BACKEND_FILES], ids=[f.stem for f in BACKEND_FILES])
+def notebooks(session: nox.Session, backend: str) -> None:
+    """Execute notebooks/*.ipynb with nbclient in small mode; fail on any error.
+
+    ``nox -s "notebooks(numpy)"``; pass notebook paths after ``--`` to run only those.
+    Small mode uses CIFAR-10 from $XPNET_DATA_DIR when it is there and a synthetic
+    stand-in otherwise; it never downloads.
+    """
+    name = _install_backend(session, backend)
+    session.install("-e", ".[notebooks]")
+    # A kernel spec of this venv's Python under a name no user-wide spec can shadow.
+    session.run("python", "-m", "ipykernel", "install", "--sys-prefix",
+                "--name", _NOTEBOOK_KERNEL, "--display-name", "Python (xpnet nox)", silent=True)
+    paths = session.posargs or [str(p.relative_to(ROOT))
+                                for p in sorted((ROOT / "notebooks").glob("*.ipynb"))]
+    script = Path(session.create_tmp()) / "execute_notebooks.py"
+    script.write_text(_EXECUTE_NOTEBOOKS, encoding="utf-8")
+    session.run("python", str(script), _NOTEBOOK_KERNEL, *paths,
+                env={"XPNET_NOTEBOOK_SMALL": "1", "XPNET_BACKEND": name})
