@@ -1,0 +1,231 @@
+"""The ``xpnet`` command: ``train``, ``info`` and ``gradcheck``.
+
+Examples
+--------
+::
+
+    xpnet info
+    xpnet gradcheck --backend torch
+    xpnet train                                # CIFAR-10 if found, else digits
+    xpnet train --preset best --data-dir ~/data
+    xpnet train --hidden 100 100 --normalization layernorm --keep-ratio 0.8 --epochs 5
+    xpnet train --resume runs/20250101-120000  # continue after Ctrl-C
+
+Errors in what the user gave (options, data, run folders, checkpoints) end the
+command with one line ``xpnet: error: ...`` on stderr and exit status 2; a
+failed gradient check exits with 1; Ctrl-C during training saves a checkpoint
+and exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from . import __version__
+from .backend import BackendError
+from .checkpoint import CheckpointError
+from .data_utils import DataError
+from .presets import PRESETS
+from .runs import RunError
+from .solver import TrainingDivergedError
+
+__all__ = ["build_parser", "main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_USER_ERRORS = (DataError, CheckpointError, BackendError, RunError, ValueError)
+_TRAIN_KEYS = (
+    "hidden", "normalization", "keep_ratio", "update_rule", "learning_rate", "lr_decay",
+    "reg", "weight_scale", "epochs", "batch_size", "seed", "preset", "dataset",
+    "data_dir", "num_train", "num_val", "num_test", "download", "backend", "quiet",
+    "run_dir", "resume",
+)
+
+
+class _UsageError(Exception):
+    """A command line argparse rejected."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors become one line instead of usage + exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _presets_help(key: str) -> str:
+    values = []
+    for name, options in PRESETS.items():
+        value = options[key]
+        shown = " ".join(map(str, value)) if isinstance(value, list) else value
+        values.append(f"{name}: {shown}")
+    return "; ".join(values)
+
+
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser(
+        "train", help="train a FullyConnectedNet and write a run folder",
+        description="Train a FullyConnectedNet on CIFAR-10 (or, offline, on scikit-learn's "
+                    "handwritten digits) and write a run folder with the best model, the "
+                    "configuration and history (JSON) and plots (PNG). Options left out take "
+                    "the preset's value; Ctrl-C saves a checkpoint that --resume continues.")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="a set of defaults that explicit options override (default: default; "
+                        "best: wider and deeper, dropout, decay, more epochs)")
+    model = p.add_argument_group("model")
+    model.add_argument("--hidden", type=int, nargs="+", metavar="H",
+                       help=f"hidden layer sizes ({_presets_help('hidden')})")
+    model.add_argument("--normalization", choices=("none", "batchnorm", "layernorm"),
+                       help=f"({_presets_help('normalization')})")
+    model.add_argument("--keep-ratio", "--dropout-keep-ratio", dest="keep_ratio", type=float,
+                       metavar="P", help="dropout: probability of KEEPING a unit, in (0, 1]; "
+                                         f"1 = no dropout ({_presets_help('keep_ratio')})")
+    model.add_argument("--reg", type=float, help=f"L2 strength ({_presets_help('reg')})")
+    model.add_argument("--weight-scale", type=float, metavar="STD",
+                       help=f"std of the initial weights ({_presets_help('weight_scale')})")
+    opt = p.add_argument_group("optimization")
+    opt.add_argument("--update-rule", choices=("sgd", "sgd_momentum", "rmsprop", "adam",
+                                               "adagrad"),
+                     help=f"({_presets_help('update_rule')})")
+    opt.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, metavar="LR",
+                     help=f"learning rate ({_presets_help('learning_rate')})")
+    opt.add_argument("--lr-decay", type=float, metavar="FACTOR",
+                     help=f"learning rate factor after every epoch ({_presets_help('lr_decay')})")
+    opt.add_argument("--epochs", type=int, metavar="N",
+                     help=f"({_presets_help('epochs')}); with --resume, more epochs continue "
+                          "a finished run")
+    opt.add_argument("--batch-size", type=int, metavar="N", help=f"({_presets_help('batch_size')})")
+    opt.add_argument("--seed", type=int, metavar="N",
+                     help="seed of the weights, minibatches and dropout (default: random, "
+                          "recorded in config.json)")
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", choices=("auto", "cifar10", "digits"),
+                      help="auto (default): CIFAR-10 if found or downloadable, else digits; "
+                           "cifar10: CIFAR-10 or an error")
+    data.add_argument("--data-dir", metavar="PATH",
+                      help="where CIFAR-10 is (or is downloaded to): a folder holding "
+                           "cifar-10-batches-py, that folder, or the .tar.gz (default: "
+                           "$XPNET_DATA_DIR or ~/.cache/xpnet)")
+    data.add_argument("--no-download", dest="download", action="store_const", const=False,
+                      default=None, help="never download CIFAR-10")
+    for split, default in (("train", "49000 / 1197"), ("val", "1000 / 300"),
+                           ("test", "10000 / 300")):
+        data.add_argument(f"--num-{split}", type=int, metavar="N",
+                          help=f"{split} split size (CIFAR-10 / digits default: {default})")
+    run = p.add_argument_group("run")
+    run.add_argument("--run-dir", metavar="PATH",
+                     help="the new run's folder (default: runs/<timestamp>)")
+    run.add_argument("--resume", metavar="RUN",
+                     help="continue the run in folder RUN from its latest checkpoint")
+    run.add_argument("--backend", metavar="NAME",
+                     help="numpy, torch, cupy, array_api_strict or auto (default: "
+                          "$XPNET_BACKEND, else auto)")
+    run.add_argument("-q", "--quiet", action="store_true", default=None,
+                     help="no progress bar (the epoch lines stay)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``xpnet`` argument parser."""
+    parser = _Parser(prog="xpnet", description="CS231n-style fully-connected nets on any "
+                                               "Array API backend.")
+    parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_train(sub)
+    sub.add_parser("info", help="backends, devices and library versions",
+                   description="Show which backends can run here (and why not), their "
+                               "devices, and the versions of the libraries xpnet uses.")
+    grad = sub.add_parser("gradcheck", help="check every layer's gradients (float64)",
+                          description="Compare every layer's analytic gradients, and those of "
+                                      "small FullyConnectedNets, with numerical ones in "
+                                      "float64; exit 1 if any check fails.")
+    grad.add_argument("--backend", metavar="NAME",
+                      help="backend to check (default: $XPNET_BACKEND, else auto)")
+    return parser
+
+
+# ---------------------------------------------------------------------------
+# Commands
+
+
+def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .train import train
+
+    explicit = {key: getattr(args, key) for key in _TRAIN_KEYS}
+    if explicit["resume"] is not None and explicit["run_dir"] is not None:
+        raise RunError("--run-dir names a new run and --resume continues one; give only one")
+    result = train(explicit, argv=["xpnet", *argv])
+    if result.status == "interrupted":
+        where = (f"continue from {result.checkpoint} with: xpnet train --resume "
+                 f"{result.run.path}" if result.checkpoint else "no checkpoint was saved")
+        print(f"xpnet: interrupted at iteration {result.iteration}/{result.num_iterations}; "
+              f"{where}", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    print(f"test accuracy {result.test_acc:.4f} (best val acc {result.best_val_acc:.4f}); "
+          f"{result.seconds_per_epoch:.2f} s per epoch; results in {result.run.path}",
+          flush=True)
+    return EXIT_OK
+
+
+def _info() -> int:
+    from .sysinfo import environment_report
+
+    print(environment_report(), flush=True)
+    return EXIT_OK
+
+
+def _gradcheck(args: argparse.Namespace) -> int:
+    from .backend import get_backend
+    from .selfcheck import format_table, run_gradient_checks
+
+    backend = get_backend(args.backend)
+    results = run_gradient_checks(backend)
+    print(format_table(results, backend.name), flush=True)
+    return EXIT_OK if all(r.passed for r in results) else EXIT_FAILED
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``xpnet`` command; returns the exit status.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after ``xpnet`` (default ``sys.argv[1:]``).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as err:
+        print(f"xpnet: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as done:  # --help, --version
+        return done.code if isinstance(done.code, int) else EXIT_OK
+    try:
+        if args.command == "train":
+            return _train(args, argv)
+        if args.command == "info":
+            return _info()
+        return _gradcheck(args)
+    except TrainingDivergedError as err:
+        print(f"xpnet: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_FAILED
+    except _USER_ERRORS as err:
+        print(f"xpnet: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"xpnet: error: {where}{err.strerror or err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("xpnet: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Training presets for ``xpnet train``: named sets of default options.
+
+A preset only supplies defaults: every option given on the command line
+overrides it. Measured with ``benchmarks/accuracy.py`` on CIFAR-10 (NumPy
+backend, seed 0, a 2-core CPU shared with other jobs):
+
+``default``
+    [512, 256] with batchnorm, Adam, lr 1e-3 decaying by 0.9 per epoch, 10
+    epochs: 56.5% best validation, 52.8% test accuracy in 5.3 minutes.
+``best``
+    [1024, 1024, 512] with batchnorm and dropout (keep 0.7), Adam, lr 1e-3
+    decaying by 0.92 per epoch, 30 epochs: 62.1% best validation, 59.4% test
+    accuracy in 32 minutes (17 minutes with less competition for the CPU).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["PRESETS", "TRAINING_OPTIONS", "preset_options"]
+
+#: The options of a training run and the values of the ``default`` preset.
+TRAINING_OPTIONS: dict[str, Any] = {
+    "hidden": [512, 256],
+    "normalization": "batchnorm",
+    "keep_ratio": 1.0,
+    "update_rule": "adam",
+    "learning_rate": 1e-3,
+    "lr_decay": 0.9,
+    "reg": 1e-3,
+    "weight_scale": 1e-2,
+    "epochs": 10,
+    "batch_size": 200,
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": dict(TRAINING_OPTIONS),
+    "best": {
+        **TRAINING_OPTIONS,
+        "hidden": [1024, 1024, 512],
+        "keep_ratio": 0.7,
+        "learning_rate": 1e-3,
+        "lr_decay": 0.92,
+        "reg": 1e-3,
+        "epochs": 30,
+    },
+}
+
+
+def preset_options(name: str) -> dict[str, Any]:
+    """A copy of the options of preset ``name``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown preset.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
+    return {k: (list(v) if isinstance(v, list) else v) for k, v in PRESETS[name].items()}

@@ -1,0 +1,506 @@
+"""``xpnet train``: train a FullyConnectedNet into a run folder, or resume one.
+
+:func:`resolve_options` turns a preset and the options given on the command
+line (or a resumed run's saved options) into the complete option set;
+:func:`train` loads the data, builds the model and the
+:class:`~xpnet.solver.Solver`, trains with a progress bar and one line per
+epoch, and writes the run folder (see :mod:`xpnet.runs`).
+
+Reproducibility: the model's initial weights come from ``seed``; minibatches,
+dropout masks and accuracy subsamples come from the backend's random
+stream seeded with ``seed`` and saved in every checkpoint, so a resumed run
+ends with the same weights as an uninterrupted one on the same backend.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from . import __version__, datasets, optim
+from .backend import get_backend, to_numpy
+from .classifiers.fc_net import FullyConnectedNet
+from .data_utils import default_data_dir
+from .presets import preset_options
+from .runs import CURVES, WEIGHTS, RunError, RunFolder
+from .solver import Solver, TrainingDivergedError
+
+__all__ = [
+    "INTERRUPT_ENV",
+    "NORMALIZATION_CHOICES",
+    "RESUMABLE_OPTIONS",
+    "TrainResult",
+    "resolve_options",
+    "train",
+    "validate_options",
+]
+
+#: Undocumented, for tests: send SIGINT to this process after this many iterations.
+INTERRUPT_ENV = "XPNET_INTERRUPT_AFTER_ITERATIONS"
+NORMALIZATION_CHOICES = ("none", "batchnorm", "layernorm")
+#: Options a resumed run may change; every other one must match the saved run.
+RESUMABLE_OPTIONS = ("epochs", "backend", "data_dir", "download", "quiet")
+#: Options that are not part of the saved configuration of a run.
+_NOT_SAVED = ("quiet", "run_dir", "resume")
+_FLAGS = {
+    "hidden": "--hidden", "normalization": "--normalization", "keep_ratio": "--keep-ratio",
+    "update_rule": "--update-rule", "learning_rate": "--lr", "lr_decay": "--lr-decay",
+    "reg": "--reg", "weight_scale": "--weight-scale", "epochs": "--epochs",
+    "batch_size": "--batch-size", "seed": "--seed", "preset": "--preset",
+    "dataset": "--dataset", "data_dir": "--data-dir", "num_train": "--num-train",
+    "num_val": "--num-val", "num_test": "--num-test", "download": "--download",
+    "backend": "--backend",
+}
+_NUM_TRAIN_ACC_SAMPLES = 1000
+#: Both data sets (CIFAR-10 and digits) have ten classes.
+NUM_CLASSES = 10
+
+
+# ---------------------------------------------------------------------------
+# Options
+
+
+def _flag(key: str) -> str:
+    return _FLAGS.get(key, "--" + key.replace("_", "-"))
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def resolve_options(explicit: dict[str, Any], saved: dict[str, Any] | None = None
+                    ) -> dict[str, Any]:
+    """The complete options of a run.
+
+    Parameters
+    ----------
+    explicit : dict
+        Options given on the command line (absent or None: not given).
+    saved : dict, optional
+        The ``args`` of a run being resumed.
+
+    Returns
+    -------
+    dict
+        For a new run: the preset's values overridden by ``explicit``, with
+        ``seed`` drawn at random when not given. For a resumed run: ``saved``
+        with the :data:`RESUMABLE_OPTIONS` of ``explicit`` applied.
+
+    Raises
+    ------
+    RunError
+        When resuming with an option that differs from the saved run.
+    ValueError
+        For an unknown preset.
+    """
+    given = {k: v for k, v in explicit.items() if v is not None}
+    if saved is not None:
+        options = dict(saved)
+        for key, value in given.items():
+            if key in RESUMABLE_OPTIONS or key in _NOT_SAVED:
+                options[key] = value
+            elif key in options and options[key] != value:
+                raise RunError(
+                    f"{_flag(key)} {_show(value)} does not match the run being resumed, which "
+                    f"used {_flag(key)} {_show(options[key])}; a resumed run keeps its "
+                    f"architecture and settings (only --epochs, --backend, --data-dir, "
+                    f"--no-download may change)")
+        return options
+    options = preset_options(given.get("preset", "default"))
+    options.update({"preset": "default", "dataset": "auto", "data_dir": None,
+                    "num_train": None, "num_val": None, "num_test": None, "download": True,
+                    "backend": None, "seed": None})
+    options.update(given)
+    if options["seed"] is None:
+        options["seed"] = secrets.randbelow(2**31)
+    if options["data_dir"] is None:
+        options["data_dir"] = str(default_data_dir())
+    if options["backend"] is None:
+        options["backend"] = os.environ.get("XPNET_BACKEND") or "auto"
+    return options
+
+
+def validate_options(options: dict[str, Any]) -> None:
+    """Check the training options before anything is loaded or written.
+
+    Raises
+    ------
+    ValueError
+        With a one-line message naming the option.
+    """
+    def positive_int(key: str) -> None:
+        value = options[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{_flag(key)} must be a positive integer, got {value!r}")
+
+    hidden = options["hidden"]
+    if not isinstance(hidden, list) or not hidden or any(
+            isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
+        raise ValueError(f"--hidden must be one or more positive integers, got {_show(hidden)}")
+    for key in ("epochs", "batch_size"):
+        positive_int(key)
+    if options["normalization"] not in NORMALIZATION_CHOICES:
+        raise ValueError(f"unknown normalization {options['normalization']!r}; expected one "
+                         f"of {', '.join(NORMALIZATION_CHOICES)}")
+    keep = options["keep_ratio"]
+    if isinstance(keep, bool) or not isinstance(keep, int | float) or not 0 < keep <= 1:
+        raise ValueError(f"--keep-ratio is the probability of KEEPING a unit and must lie in "
+                         f"(0, 1], got {keep!r}")
+    if options["update_rule"] not in optim.UPDATE_RULES:
+        raise ValueError(f"unknown update rule {options['update_rule']!r}; expected one of "
+                         f"{', '.join(optim.UPDATE_RULES)}")
+    for key in ("learning_rate", "weight_scale", "lr_decay"):
+        value = options[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ValueError(f"{_flag(key)} must be a positive number, got {value!r}")
+    if isinstance(options["reg"], bool) or not isinstance(options["reg"], int | float) \
+            or not options["reg"] >= 0:
+        raise ValueError(f"--reg must be a number >= 0, got {options['reg']!r}")
+    seed = options["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer, got {seed!r}")
+    if options["dataset"] not in datasets.DATASETS:
+        raise ValueError(f"unknown data set {options['dataset']!r}; expected one of "
+                         f"{', '.join(datasets.DATASETS)}")
+    for key in ("num_train", "num_val", "num_test"):
+        if options[key] is not None:
+            positive_int(key)
+
+
+# ---------------------------------------------------------------------------
+# Model and solver
+
+
+def build_model(options: dict[str, Any], input_dim: int, num_classes: int,
+                backend: Any) -> FullyConnectedNet:
+    """The FullyConnectedNet of ``options`` (float32, initial weights from ``seed``).
+
+    The model's ``seed`` would also fix the dropout mask (for gradient checks);
+    for training the mask must change every step, so it is drawn from the
+    backend's random stream instead.
+    """
+    normalization = options["normalization"]
+    model = FullyConnectedNet(
+        options["hidden"], input_dim=input_dim, num_classes=num_classes,
+        dropout_keep_ratio=options["keep_ratio"],
+        normalization=None if normalization == "none" else normalization,
+        reg=options["reg"], weight_scale=options["weight_scale"], dtype="float32",
+        seed=options["seed"], backend=backend)
+    model.dropout_param.pop("seed", None)
+    return model
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or interrupted) run reports."""
+
+    run: RunFolder
+    status: str  # 'complete' or 'interrupted'
+    iteration: int
+    num_iterations: int
+    test_acc: float | None = None
+    best_val_acc: float | None = None
+    seconds_per_epoch: float | None = None
+    checkpoint: str | None = None
+
+
+class _Monitor:
+    """The Solver callback: progress bar, epoch lines, best model, history, pruning."""
+
+    def __init__(self, run: RunFolder, model: Any, history: dict[str, Any], show_bar: bool,
+                 out: TextIO, err: TextIO, interrupt_after: int | None) -> None:
+        self.run = run
+        self.err = err
+        self.model = model
+        self.history = history
+        self.show_bar = show_bar
+        self.out = out
+        self.interrupt_after = interrupt_after
+        self.bar: Any = None
+        self.best_seen: Any = None
+        self.t_last = time.perf_counter()
+        self.epoch_start_iteration = 0
+
+    def start(self, solver: Solver) -> None:
+        self.best_seen = solver.best_params if solver.best_params else None
+        self.t_last = time.perf_counter()
+        self.epoch_start_iteration = solver.iteration
+
+    def __call__(self, solver: Solver, event: str) -> None:
+        if event == "epoch":
+            if solver.best_params and solver.best_params is not self.best_seen:
+                self._save_best(solver)
+            return
+        ipe = solver.iterations_per_epoch
+        if self.show_bar:
+            if self.bar is None:
+                from tqdm import tqdm
+
+                done = (solver.iteration - 1) % ipe  # steps of this epoch before this one
+                epoch = solver.epoch if solver.iteration % ipe == 0 else solver.epoch + 1
+                self.bar = tqdm(total=ipe, initial=done, leave=False, file=self.err,
+                                desc=f"epoch {epoch}/{solver.num_epochs}", unit="it",
+                                dynamic_ncols=True)
+            self.bar.update(1)
+        if solver.iteration % ipe == 0:
+            self._end_epoch(solver)
+        if self.interrupt_after is not None and solver.iteration == self.interrupt_after:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def _save_best(self, solver: Solver) -> None:
+        self.best_seen = solver.best_params
+        meta = {
+            "epoch": solver.epoch, "iteration": solver.iteration,
+            "val_acc": solver.val_acc_history[-1] if solver.val_acc_history else None,
+            **self.history["model"],
+        }
+        self.run.save_model({k: to_numpy(v) for k, v in solver.best_params.items()},
+                            [{k: to_numpy(v) for k, v in p.items() if k.startswith("running")}
+                             for p in getattr(self.model, "bn_params", [])], meta)
+        self.history["best_epoch"] = solver.epoch
+
+    def _end_epoch(self, solver: Solver) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        now = time.perf_counter()
+        self.history["train_seconds"] += now - self.t_last
+        self.history["timed_iterations"] += solver.iteration - self.epoch_start_iteration
+        self.t_last, self.epoch_start_iteration = now, solver.iteration
+        ipe = solver.iterations_per_epoch
+        losses = solver.loss_history[-ipe:]
+        seconds = self.history["train_seconds"] / self.history["timed_iterations"] * ipe
+        print(f"epoch {solver.epoch}/{solver.num_epochs}: loss {sum(losses) / len(losses):.4f}, "
+              f"train acc {solver.train_acc_history[-1]:.4f}, val acc "
+              f"{solver.val_acc_history[-1]:.4f} ({seconds:.1f} s/epoch)",
+              file=self.out, flush=True)
+        self.run.prune_epoch_checkpoints(keep=1)
+        self.run.write_history(_history(solver, self.history, "running"))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _history(solver: Solver, extra: dict[str, Any], status: str) -> dict[str, Any]:
+    ipe = solver.iterations_per_epoch
+    timed = extra["timed_iterations"]
+    return {
+        "status": status,
+        "epoch": solver.epoch,
+        "iteration": solver.iteration,
+        "num_iterations": solver.num_iterations,
+        "iterations_per_epoch": ipe,
+        "best_val_acc": solver.best_val_acc,
+        "best_epoch": extra.get("best_epoch"),
+        "test_acc": extra.get("test_acc"),
+        "seconds_per_epoch": extra["train_seconds"] / timed * ipe if timed else None,
+        "train_seconds": extra["train_seconds"],
+        "timed_iterations": timed,
+        "loss_history": solver.loss_history,
+        "train_acc_history": solver.train_acc_history,
+        "val_acc_history": solver.val_acc_history,
+    }
+
+
+# ---------------------------------------------------------------------------
+# The command
+
+
+def _interrupt_after() -> int | None:
+    value = os.environ.get(INTERRUPT_ENV, "")
+    return int(value) if value.strip().isdigit() else None
+
+
+def _load_data(options: dict[str, Any], saved_source: dict[str, Any] | None,
+               progress: bool) -> datasets.Dataset:
+    sizes = (options["num_train"], options["num_val"], options["num_test"])
+    if saved_source is not None:
+        name = saved_source["name"]
+        sizes = (saved_source["num_train"], saved_source["num_val"], saved_source["num_test"])
+    else:
+        name = options["dataset"]
+    return datasets.load_dataset(name, options["data_dir"], download=options["download"],
+                                 sizes=sizes, progress=progress)
+
+
+def _describe(options: dict[str, Any], dataset: datasets.Dataset, backend: Any) -> str:
+    src = dataset.source
+    keep = options["keep_ratio"]
+    return (f"FullyConnectedNet {options['hidden']} ({options['normalization']}"
+            f"{f', keep {keep}' if keep != 1 else ''}), {options['update_rule']} lr "
+            f"{options['learning_rate']:g} decay {options['lr_decay']:g}, batch "
+            f"{options['batch_size']}; "
+            f"{src['name']} {src['num_train']}/{src['num_val']}/{src['num_test']}; "
+            f"{backend.name} backend; seed {options['seed']}")
+
+
+def train(explicit: dict[str, Any], argv: list[str] | None = None, out: TextIO | None = None,
+          err: TextIO | None = None) -> TrainResult:
+    """Run ``xpnet train`` with the options given on the command line.
+
+    Parameters
+    ----------
+    explicit : dict
+        The command line's options; None or absent means not given.
+        ``resume`` (a run folder) continues that run; ``run_dir`` names a new one.
+    argv : list of str, optional
+        The command line, recorded in ``config.json``.
+    out, err : text streams
+        For the epoch lines and for notices (default stdout / stderr).
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    RunError, DataError, CheckpointError, BackendError, ValueError
+        On bad input, before anything is written where possible.
+    """
+    out = out or sys.stdout
+    err = err or sys.stderr
+    quiet = bool(explicit.get("quiet"))
+    resume = explicit.get("resume")
+    run: RunFolder | None = None
+    saved = None
+    if resume is not None:
+        run = RunFolder.open(resume)
+        saved = run.read_config()
+        if not isinstance(saved.get("args"), dict) or not isinstance(saved.get("data"), dict):
+            raise RunError(f"{run.path / 'config.json'} is not an xpnet train configuration")
+        explicit = dict(explicit)
+        if explicit.get("dataset") == saved["data"].get("name"):
+            explicit["dataset"] = None  # 'auto' that became this data set: the same thing
+        if explicit.get("backend") is None and saved.get("backend"):
+            explicit["backend"] = saved["backend"]  # the backend it ran on, not 'auto'
+        options = resolve_options(explicit, saved["args"])
+    else:
+        options = resolve_options(explicit)
+    validate_options(options)
+    backend = get_backend(options["backend"])
+    show_bar = not quiet and err.isatty()
+
+    dataset = _load_data(options, saved["data"] if saved else None, progress=show_bar)
+    if dataset.notice:
+        print(f"xpnet: {dataset.notice}", file=err, flush=True)
+    if run is None:
+        run = RunFolder.create(options.get("run_dir"))
+    try:
+        return _train_in(run, options, dataset, backend, saved is not None, argv, out, err,
+                         show_bar)
+    except BaseException:
+        run.discard_if_empty()
+        raise
+
+
+def _train_in(run: RunFolder, options: dict[str, Any], dataset: datasets.Dataset, backend: Any,
+              resuming: bool, argv: list[str] | None, out: TextIO, err: TextIO,
+              show_bar: bool) -> TrainResult:
+    data = dataset.data
+    num_classes = NUM_CLASSES
+    model = build_model(options, dataset.input_dim, num_classes, backend)
+    ipe = max(len(data["X_train"]) // options["batch_size"], 1)
+    model_meta = {"model": "FullyConnectedNet", "hidden_dims": options["hidden"],
+                  "normalization": options["normalization"],
+                  "keep_ratio": options["keep_ratio"], "input_shape": list(dataset.image_shape),
+                  "num_classes": num_classes}
+    history: dict[str, Any] = {"train_seconds": 0.0, "timed_iterations": 0, "model": model_meta}
+    monitor = _Monitor(run, model, history, show_bar, out, err, _interrupt_after())
+    solver = Solver(model, {k: data[k] for k in ("X_train", "y_train", "X_val", "y_val")},
+                    update_rule=options["update_rule"],
+                    optim_config={"learning_rate": float(options["learning_rate"])},
+                    lr_decay=float(options["lr_decay"]), batch_size=options["batch_size"],
+                    num_epochs=options["epochs"], num_train_samples=_NUM_TRAIN_ACC_SAMPLES,
+                    num_val_samples=None, checkpoint_name=run.checkpoint_name, print_every=ipe,
+                    verbose=False, seed=options["seed"], callback=monitor)
+
+    checkpoint = run.latest_checkpoint() if resuming else None
+    if checkpoint is not None:
+        try:
+            solver.load_checkpoint(str(checkpoint))
+        except ValueError as error:
+            raise RunError(f"cannot resume {run.path}: {error}") from None
+        previous = run.read_history() or {}
+        for key in ("train_seconds", "timed_iterations", "best_epoch"):
+            if key in previous:
+                history[key] = previous[key]
+        print(f"xpnet: resuming {run.path} at iteration {solver.iteration}/"
+              f"{solver.num_iterations} from {checkpoint.name}", file=out, flush=True)
+    elif resuming:
+        print(f"xpnet: {run.path} has no checkpoint yet; training it from the start",
+              file=out, flush=True)
+
+    saved_options = {k: v for k, v in options.items() if k not in _NOT_SAVED}
+    config = {"xpnet_version": __version__, "argv": list(argv or []), "resumed_with": [],
+              "args": saved_options, "backend": backend.name, "data": dataset.source,
+              "model": model_meta}
+    if resuming:
+        previous = run.read_config()
+        config["argv"] = previous.get("argv", [])
+        config["resumed_with"] = [*previous.get("resumed_with", []), list(argv or [])]
+    run.write_config(config)
+    print(f"xpnet: {_describe(options, dataset, backend)}; run folder {run.path}",
+          file=out, flush=True)
+
+    before = _mtime(run.interrupted_checkpoint)
+    monitor.start(solver)
+    try:
+        solver.train()
+    except KeyboardInterrupt:
+        monitor.close()
+        saved_now = _mtime(run.interrupted_checkpoint) not in (None, before)
+        if saved_now:  # a second Ctrl-C stops without saving: leave the history as it was
+            run.write_history(_history(solver, history, "interrupted"))
+        latest = run.latest_checkpoint()
+        return TrainResult(run, "interrupted", solver.iteration, solver.num_iterations,
+                           checkpoint=str(latest) if latest else None)
+    except TrainingDivergedError:
+        monitor.close()
+        run.write_history(_history(solver, history, "diverged"))
+        raise
+    finally:
+        monitor.close()
+
+    # The best model, exactly as saved, is what is tested and pictured.
+    arrays, _ = run.load_model()
+    model.params = {k: backend.asarray(arrays[k]) for k in model.params}
+    for i, bn_param in enumerate(model.bn_params, start=1):
+        for key in ("running_mean", "running_var"):
+            if f"{key}{i}" in arrays:
+                bn_param[key] = backend.asarray(arrays[f"{key}{i}"])
+    history["test_acc"] = solver.check_accuracy(data["X_test"], data["y_test"])
+    result_history = _history(solver, history, "complete")
+    run.write_history(result_history)
+    run.interrupted_checkpoint.unlink(missing_ok=True)
+    _plot(run, result_history, arrays["W1"], dataset.image_shape, err)
+    return TrainResult(run, "complete", solver.iteration, solver.num_iterations,
+                       test_acc=history["test_acc"], best_val_acc=solver.best_val_acc,
+                       seconds_per_epoch=result_history["seconds_per_epoch"])
+
+
+def _mtime(path: Any) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _plot(run: RunFolder, history: dict[str, Any], W1: Any, image_shape: tuple[int, ...],
+          err: TextIO) -> None:
+    try:
+        from . import vis_utils
+
+        vis_utils.plot_training_curves(history, run.path / CURVES)
+        vis_utils.plot_first_layer_weights(W1, image_shape, run.path / WEIGHTS)
+    except ImportError:
+        print('xpnet: matplotlib is not installed, so no plots were drawn; '
+              'pip install "xpnet[plot]"', file=err, flush=True)
