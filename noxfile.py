@@ -120,3 +120,20 @@ def notebooks(session: nox.Session, backend: str) -> None:
     script.write_text(_EXECUTE_NOTEBOOKS, encoding="utf-8")
     session.run("python", str(script), _NOTEBOOK_KERNEL, *paths,
                 env={"XPNET_NOTEBOOK_SMALL": "1", "XPNET_BACKEND": name})
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Training speed and memory against PyTorch (benchmarks/bench_train.py), quick setting.
+
+    ``nox -s bench``: 2,000 synthetic samples, blocks of 20 iterations extrapolated to
+    49,000-sample epochs. Arguments after ``--`` replace the quick setting, e.g.
+    ``nox -s bench -- --configs a,c --epochs 5`` (see ``bench_train.py --help``).
+    """
+    session.install("torch==2.13.0", "array-api-strict>=2.3", "threadpoolctl", "psutil")
+    session.install("-e", ".")
+    args = session.posargs or ["--samples", "2000", "--iters", "20", "--epochs", "3",
+                               "--warmup", "5"]
+    if not any(a.startswith("--json") for a in args):
+        args = [*args, "--json", str(Path(session.create_tmp()) / "bench_train.json")]
+    session.run("python", "benchmarks/bench_train.py", *args)

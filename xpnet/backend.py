@@ -274,6 +274,11 @@ class Backend:
             return False
         return self.name != "torch" or getattr(self.device, "type", "cpu") == "cpu"
 
+    @property
+    def kernels(self) -> Any:
+        """Fast paths for the hot elementwise chains (:func:`kernels_for`)."""
+        return kernels_for(self.xp)
+
     def owns(self, x: Any) -> bool:
         """Whether ``x`` is an array of this backend (NumPy arrays for NumPy)."""
         return _library_of(x) == self.name
@@ -412,8 +417,23 @@ def namespace_of(*arrays: Any, caller: str = "this function") -> ModuleType:
     BackendMismatchError
         When the arrays come from different libraries or devices, naming them.
     """
+    # The namespace depends only on the arrays' types: remember it per type, which
+    # saves the array_api_compat dispatch (microseconds) in every layer call.
+    kind = None
+    for a in arrays:
+        if a is not None:
+            t = type(a)
+            if kind is None:
+                kind = t
+            elif t is not kind:
+                kind = False
+                break
+    if kind:
+        xp = _NAMESPACE_BY_TYPE.get(kind)
+        if xp is not None:
+            return xp
     try:
-        return array_api_compat.array_namespace(*arrays)
+        xp = array_api_compat.array_namespace(*arrays)
     except TypeError as err:
         libs = sorted({_library_of(a) for a in arrays if a is not None})
         if len(libs) > 1:
@@ -422,6 +442,43 @@ def namespace_of(*arrays: Any, caller: str = "this function") -> ModuleType:
                 "put them on one backend first, e.g. with backend.asarray(x)"
             ) from None
         raise TypeError(f"{caller}: {err}") from None
+    if kind:
+        _NAMESPACE_BY_TYPE[kind] = xp
+    return xp
+
+
+_NAMESPACE_BY_TYPE: dict[type, ModuleType] = {}
+_KERNELS: dict[int, Any] = {}
+
+
+def kernels_for(xp: ModuleType) -> Any:
+    """The fast paths (:mod:`xpnet._kernels`) for the namespace ``xp``, cached.
+
+    NumPy, PyTorch and CuPy get library-specific kernels; any other namespace
+    gets the generic Array API versions.
+    """
+    kernels = _KERNELS.get(id(xp))
+    if kernels is None:
+        from . import _kernels
+
+        try:
+            name = _name_of_module(xp) if isinstance(xp, ModuleType) else ""
+        except BackendError:  # a namespace xpnet has no backend for: generic code
+            name = ""
+        if name == "numpy":
+            kernels = _kernels.NumpyKernels(xp, np)
+        elif name == "torch":
+            import torch
+
+            kernels = _kernels.TorchKernels(xp, torch)
+        elif name == "cupy":
+            import cupy
+
+            kernels = _kernels.CupyKernels(xp, cupy)
+        else:
+            kernels = _kernels.Kernels(xp)
+        _KERNELS[id(xp)] = kernels
+    return kernels
 
 
 def backend_of(x: Any) -> Backend:

@@ -123,3 +123,87 @@ def get_update_rule(rule: str | Callable) -> Callable:
             "or a function rule(w, dw, config) -> (next_w, config)"
         )
     return UPDATE_RULES[rule]
+
+
+# ---------------------------------------------------------------------------
+# In-place twins, for the Solver only
+# ---------------------------------------------------------------------------
+# The public rules above return new arrays and leave w untouched, as CS231n
+# users expect. The Solver owns its parameters and state, so it updates them in
+# place with these twins instead: same defaults, same state keys in config (so
+# checkpoints are unchanged) and no new arrays per step. The arithmetic comes
+# from the backend's kernels (xpnet.backend.kernels_for): the generic ones do
+# it in the same order as the rules above (the same results, bit for bit); the
+# NumPy, PyTorch and CuPy ones may fuse or reorder it (the same to rounding).
+
+def _inplace_sgd(k, w, dw, config: Config) -> Config:
+    config.setdefault("learning_rate", 1e-2)
+    k.sgd_(w, dw, config["learning_rate"])
+    return config
+
+
+def _inplace_sgd_momentum(k, w, dw, config: Config) -> Config:
+    config.setdefault("learning_rate", 1e-2)
+    config.setdefault("momentum", 0.9)
+    v = _state(k.xp, config, "velocity", w)
+    k.sgd_momentum_(w, dw, v, config["learning_rate"], config["momentum"])
+    return config
+
+
+def _inplace_rmsprop(k, w, dw, config: Config) -> Config:
+    config.setdefault("learning_rate", 1e-2)
+    config.setdefault("decay_rate", 0.99)
+    config.setdefault("epsilon", 1e-8)
+    cache = _state(k.xp, config, "cache", w)
+    k.rmsprop_(w, dw, cache, config["learning_rate"], config["decay_rate"], config["epsilon"])
+    return config
+
+
+def _inplace_adam(k, w, dw, config: Config) -> Config:
+    config.setdefault("learning_rate", 1e-3)
+    config.setdefault("beta1", 0.9)
+    config.setdefault("beta2", 0.999)
+    config.setdefault("epsilon", 1e-8)
+    config["t"] = config.get("t", 0) + 1
+    m = _state(k.xp, config, "m", w)
+    v = _state(k.xp, config, "v", w)
+    k.adam_(w, dw, m, v, config["learning_rate"], config["beta1"], config["beta2"],
+            config["epsilon"], config["t"])
+    return config
+
+
+def _inplace_adagrad(k, w, dw, config: Config) -> Config:
+    config.setdefault("learning_rate", 1e-2)
+    config.setdefault("epsilon", 1e-8)
+    cache = _state(k.xp, config, "cache", w)
+    k.adagrad_(w, dw, cache, config["learning_rate"], config["epsilon"])
+    return config
+
+
+_INPLACE_TWINS: dict[Callable, Callable] = {
+    sgd: _inplace_sgd,
+    sgd_momentum: _inplace_sgd_momentum,
+    rmsprop: _inplace_rmsprop,
+    adam: _inplace_adam,
+    adagrad: _inplace_adagrad,
+}
+
+
+def inplace_update(rule: Callable, kernels: Any) -> Callable | None:
+    """Solver-internal: ``f(w, dw, config) -> config`` updating ``w`` and the rule's
+    state arrays in place, for the built-in ``rule``; None for any other rule.
+
+    The caller must own ``w`` and the state arrays (nothing else may hold them)
+    and pass ``dw`` of ``w``'s shape, dtype and backend.
+    """
+    twin = _INPLACE_TWINS.get(rule)
+    if twin is None:
+        return None
+
+    def update(w: Array, dw: Array, config: Config) -> Config:
+        if w.shape != dw.shape:
+            raise ValueError(f"{rule.__name__}: dw has shape {tuple(dw.shape)} but w has "
+                             f"{tuple(w.shape)}")
+        return twin(kernels, w, dw, config)
+
+    return update

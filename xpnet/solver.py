@@ -86,6 +86,10 @@ class Solver:
         self.backend: Backend = _backend_of_model(model)
         self.update_rule_name = update_rule if isinstance(update_rule, str) else None
         self.update_rule = optim.get_update_rule(update_rule)
+        # built-in rules update the Solver's own copies of the parameters in place
+        self._inplace_update = optim.inplace_update(self.update_rule, self.backend.kernels)
+        self._inplace_for = self.update_rule
+        self._owned: dict[str, Any] = {}
         self.optim_config = dict(optim_config or {})
         self.lr_decay = lr_decay
         self.batch_size = _positive_int(batch_size, "batch_size")
@@ -138,7 +142,14 @@ class Solver:
         self._pending_losses: list[Any] = []
         self.train_acc_history: list[float] = []
         self.val_acc_history: list[float] = []
-        self.optim_configs = {p: dict(self.optim_config) for p in self.model.params}
+        self.optim_configs = {p: self._config_copy() for p in self.model.params}
+
+    def _config_copy(self) -> dict:
+        """A parameter's own copy of ``optim_config`` (arrays copied, as they may be
+        updated in place)."""
+        xp = self.backend.xp
+        return {k: xp.asarray(v, copy=True) if self.backend.owns(v) else v
+                for k, v in self.optim_config.items()}
 
     # -- properties ------------------------------------------------------------
     @property
@@ -164,6 +175,19 @@ class Solver:
         loss, grads = self.model.loss(X_batch, y_batch)
         self._pending_losses.append(loss)
         params = self.model.params
+        if self.update_rule is not self._inplace_for:  # a rule assigned after __init__
+            self._inplace_update = optim.inplace_update(self.update_rule, self.backend.kernels)
+            self._inplace_for = self.update_rule
+        update = self._inplace_update
+        if update is not None:
+            owned, configs = self._owned, self.optim_configs
+            for name, w in params.items():
+                if owned.get(name) is not w:
+                    # a parameter the Solver did not make (the model's initial arrays,
+                    # best_params restored, one a user assigned): take a copy to own
+                    w = params[name] = owned[name] = xp.asarray(w, copy=True)
+                configs[name] = update(w, grads[name], configs[name])
+            return
         for name, w in params.items():
             params[name], self.optim_configs[name] = self.update_rule(
                 w, grads[name], self.optim_configs[name])
@@ -230,6 +254,7 @@ class Solver:
         self._flush_losses()
         if self.best_params:
             self.model.params = dict(self.best_params)
+            self._owned = {}  # the next step copies the restored parameters
 
     def _end_of_epoch_check(self) -> None:
         self._flush_losses()

@@ -22,10 +22,14 @@ from ..layer_utils import (
     affine_relu_forward,
 )
 from ..layers import (
+    _affine_backward_params,
     affine_backward,
     affine_forward,
+    batchnorm_backward_alt,
     dropout_backward,
     dropout_forward,
+    layernorm_backward,
+    relu_backward,
     softmax_loss,
 )
 
@@ -201,13 +205,19 @@ class FullyConnectedNet:
         y = self._labels(y, X.shape[0])
         loss, dscores = softmax_loss(scores, y, check_labels=False)
         grads: dict[str, Any] = {}
-        dh, grads[f"W{last}"], grads[f"b{last}"] = affine_backward(dscores, out_cache)
+        if last == 1:  # no hidden layer: nothing needs the gradient of X
+            grads["W1"], grads["b1"] = _affine_backward_params(dscores, out_cache)
+            dh = None
+        else:
+            dh, grads[f"W{last}"], grads[f"b{last}"] = affine_backward(dscores, out_cache)
         backward = _HIDDEN_BACKWARD[self.normalization]
         for i in range(self.num_layers - 1, 0, -1):
             cache, drop_cache = caches[i - 1]
             if drop_cache is not None:
                 dh = dropout_backward(dh, drop_cache)
-            if self.normalization is None:
+            if i == 1:
+                self._first_layer_backward(dh, cache, grads)
+            elif self.normalization is None:
                 dh, grads[f"W{i}"], grads[f"b{i}"] = backward(dh, cache)
             else:
                 dh, grads[f"W{i}"], grads[f"b{i}"], grads[f"gamma{i}"], grads[f"beta{i}"] = (
@@ -220,6 +230,20 @@ class FullyConnectedNet:
                 loss = loss + 0.5 * self.reg * xp.sum(W * W)
                 grads[f"W{i}"] = grads[f"W{i}"] + self.reg * W
         return loss, grads
+
+    def _first_layer_backward(self, dout: Any, cache: tuple, grads: dict) -> None:
+        """The first hidden layer's backward pass without the gradient of X, which
+        nothing needs (a third of that layer's matmul work, and the largest layer)."""
+        if self.normalization is None:
+            fc_cache, relu_cache = cache
+            da = relu_backward(dout, relu_cache)
+        else:
+            fc_cache, norm_cache, relu_cache = cache
+            norm_backward = (batchnorm_backward_alt if self.normalization == "batchnorm"
+                             else layernorm_backward)
+            da, grads["gamma1"], grads["beta1"] = norm_backward(
+                relu_backward(dout, relu_cache), norm_cache)
+        grads["W1"], grads["b1"] = _affine_backward_params(da, fc_cache)
 
     def __repr__(self) -> str:
         dims = [self.params[f"W{i}"].shape[1] for i in range(1, self.num_layers)]

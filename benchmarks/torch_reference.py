@@ -1,0 +1,108 @@
+"""The plain PyTorch training loop that xpnet is measured against.
+
+Same network as :class:`xpnet.FullyConnectedNet` (``{affine - [batchnorm] -
+relu} x (L - 1) - affine - softmax``), same initial scale (weights
+N(0, weight_scale^2), biases 0, gamma 1, beta 0), same Adam hyperparameters
+and the same minibatching as the xpnet ``Solver``: indices drawn uniformly
+with replacement on the device, rows gathered there, losses kept on the device
+and fetched in bulk. Built from ``torch.nn.Linear`` / ``ReLU`` /
+``BatchNorm1d`` / ``CrossEntropyLoss`` with autograd.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+
+def fused_adam_kind(device: torch.device, dtype: torch.dtype) -> str:
+    """'fused' when ``torch.optim.Adam(fused=True)`` steps here, else 'foreach'."""
+    try:
+        p = torch.nn.Parameter(torch.zeros(4, device=device, dtype=dtype))
+        opt = torch.optim.Adam([p], lr=1e-3, fused=True)
+        p.grad = torch.ones_like(p)
+        opt.step()
+        return "fused"
+    except (RuntimeError, TypeError, ValueError):
+        return "foreach"
+
+
+def build_net(
+    dims: Sequence[int], normalization: str | None, weight_scale: float,
+    dtype: torch.dtype, device: torch.device, seed: int = 0,
+) -> torch.nn.Sequential:
+    """``Flatten - {Linear - [BatchNorm1d] - ReLU} x (L-1) - Linear``."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    layers: list[torch.nn.Module] = [torch.nn.Flatten()]
+    for i in range(len(dims) - 1):
+        lin = torch.nn.Linear(dims[i], dims[i + 1], dtype=dtype, device=device)
+        with torch.no_grad():
+            w = torch.randn(dims[i + 1], dims[i], generator=gen, dtype=dtype) * weight_scale
+            lin.weight.copy_(w)
+            lin.bias.zero_()
+        layers.append(lin)
+        if i < len(dims) - 2:
+            if normalization == "batchnorm":
+                # xpnet's momentum 0.9 keeps 90% of the running value; torch's 0.1 adds 10%
+                layers.append(torch.nn.BatchNorm1d(dims[i + 1], eps=1e-5, momentum=0.1,
+                                                   dtype=dtype, device=device))
+            elif normalization is not None:
+                raise ValueError(f"no reference for normalization {normalization!r}")
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
+class TorchTrainer:
+    """Adam training of :func:`build_net` on a data set held on ``device``.
+
+    ``adam`` is ``'default'`` (``torch.optim.Adam`` with its default
+    implementation choice), ``'fused'`` or ``'foreach'``.
+    """
+
+    def __init__(
+        self, X: Any, y: Any, dims: Sequence[int], normalization: str | None,
+        weight_scale: float, batch_size: int, dtype: torch.dtype,
+        device: torch.device, adam: str = "default", learning_rate: float = 1e-3,
+        seed: int = 0,
+    ) -> None:
+        self.device = device
+        self.X = torch.as_tensor(X, device=device)
+        if self.X.dtype != dtype:
+            self.X = self.X.to(dtype)
+        self.y = torch.as_tensor(y, device=device, dtype=torch.int64)
+        self.batch_size = batch_size
+        self.net = build_net(dims, normalization, weight_scale, dtype, device, seed)
+        kwargs: dict[str, Any] = {}
+        if adam == "fused":
+            kwargs["fused"] = True
+        elif adam == "foreach":
+            kwargs["foreach"] = True
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=learning_rate,
+                                    betas=(0.9, 0.999), eps=1e-8, **kwargs)
+        self.loss_fn = torch.nn.CrossEntropyLoss()
+        self.gen = torch.Generator(device=device).manual_seed(seed)
+        self.pending: list[torch.Tensor] = []
+        self.losses: list[float] = []
+
+    def step(self) -> None:
+        idx = torch.randint(0, self.X.shape[0], (self.batch_size,), generator=self.gen,
+                            device=self.device)
+        xb = self.X.index_select(0, idx)
+        yb = self.y.index_select(0, idx)
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.net(xb), yb)
+        loss.backward()
+        self.opt.step()
+        self.pending.append(loss.detach())
+
+    def flush(self) -> None:
+        """Fetch the pending losses in one transfer (this synchronizes)."""
+        if self.pending:
+            self.losses.extend(torch.stack(self.pending).cpu().tolist())
+            self.pending = []
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
