@@ -124,7 +124,8 @@ def blas_threads() -> int | None:
 
 
 def set_threads(n: int | None) -> int:
-    """Use ``n`` threads in NumPy's BLAS and in PyTorch; returns the count used."""
+    """Use ``n`` threads in NumPy's BLAS, in xpnet's NumPy kernels and in PyTorch;
+    returns the count used."""
     if n is None:
         n = blas_threads() or os.cpu_count() or 1
     try:
@@ -139,6 +140,9 @@ def set_threads(n: int | None) -> int:
         torch.set_num_threads(n)
     except ImportError:
         pass
+    # xpnet's NumPy kernels split large updates between threads too (Adam)
+    os.environ["XPNET_NUM_THREADS"] = str(n)
+    xpnet.get_backend("numpy").kernels.threads = n
     return n
 
 
@@ -529,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
         "platform": platform.platform(),
     }
     print(f"machine: {machine['cpu']}, {machine['logical_cpus']} logical CPUs; "
-          f"{threads} threads for NumPy BLAS and torch")
+          f"{threads} threads for NumPy BLAS, xpnet NumPy kernels and torch")
     print(f"numpy {machine['numpy']}, torch {machine['torch']}, xpnet {machine['xpnet']}; "
           f"data: {'CIFAR-10 from ' + args.data_dir if args.data_dir else 'synthetic'}, "
           f"{args.samples:,} samples")
