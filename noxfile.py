@@ -1,11 +1,13 @@
-"""The test matrix: ``tests`` and ``notebooks`` sessions per file in ``backends/``, lint.
+"""The test matrix: ``tests`` and ``notebooks`` sessions per backend environment, lint.
 
     python3 -m nox                          # everything (the README's test command)
     python3 -m nox -s "tests(numpy)"        # one backend
     python3 -m nox -s lint
 
-A backend that cannot run on this machine (CuPy without an NVIDIA GPU) skips
-its session with the reason instead of failing.
+The environments come from ``xpnet/_backend_list.py``, the one list of
+backends that the library and pytest use too: one session per requirement file
+in ``backends/`` that it names. A backend that cannot run on this machine (CuPy
+without an NVIDIA GPU) skips its session with the reason instead of failing.
 """
 
 from __future__ import annotations
@@ -17,7 +19,18 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).parent
-BACKEND_FILES = sorted((ROOT / "backends").glob("*.txt"))
+
+
+def _backend_list() -> dict:
+    """``xpnet/_backend_list.py`` read without importing xpnet (not installed here)."""
+    scope: dict = {}
+    exec((ROOT / "xpnet" / "_backend_list.py").read_text(), scope)  # noqa: S102
+    return scope
+
+
+_BACKENDS = _backend_list()
+#: one nox environment per requirement file, in the order of the backend list
+ENVIRONMENTS = [Path(f).stem for files, _, _ in _BACKENDS["BACKENDS"].values() for f in files]
 
 nox.options.sessions = ["tests", "notebooks", "lint"]
 nox.options.error_on_missing_interpreters = False
@@ -25,9 +38,11 @@ nox.options.error_on_missing_interpreters = False
 
 def _xpnet_backend(stem: str) -> str:
     """The xpnet backend name a requirements file stands for."""
-    if stem.startswith("cupy"):
-        return "cupy"
-    return stem.replace("-", "_")
+    return _BACKENDS["backend_of_requirements"](f"{stem}.txt")
+
+
+def _needs_gpu(stem: str) -> bool:
+    return _BACKENDS["BACKENDS"][_xpnet_backend(stem)][1]
 
 
 def _gpu_problem() -> str | None:
@@ -43,16 +58,16 @@ def _gpu_problem() -> str | None:
 def _install_backend(session: nox.Session, backend: str) -> str:
     """Install ``backends/{backend}.txt``, or skip when it cannot run here; the xpnet name."""
     name = _xpnet_backend(backend)
-    if name == "cupy":
+    if _needs_gpu(backend):
         problem = _gpu_problem()
         if problem:
-            session.skip(f"{backend}: {problem}; CuPy needs a CUDA GPU")
+            session.skip(f"{backend}: {problem}; {name} needs a CUDA GPU")
     session.install("-r", f"backends/{backend}.txt")
     return name
 
 
 @nox.session
-@nox.parametrize("backend", [f.stem for f in BACKEND_FILES], ids=[f.stem for f in BACKEND_FILES])
+@nox.parametrize("backend", ENVIRONMENTS, ids=ENVIRONMENTS)
 def tests(session: nox.Session, backend: str) -> None:
     """Run the whole suite on one backend."""
     name = _install_backend(session, backend)
@@ -101,7 +116,7 @@ if failed:
 
 
 @nox.session
-@nox.parametrize("backend", [f.stem for f in BACKEND_FILES], ids=[f.stem for f in BACKEND_FILES])
+@nox.parametrize("backend", ENVIRONMENTS, ids=ENVIRONMENTS)
 def notebooks(session: nox.Session, backend: str) -> None:
     """Execute notebooks/*.ipynb with nbclient in small mode; fail on any error.
 

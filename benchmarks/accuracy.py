@@ -6,7 +6,7 @@ Targets (NumPy backend):
   2-core CPU (wall time of the whole command: loading, training, plots);
 * ``best``: at least 57% accuracy on the 10000 test images (any time).
 
-Each preset runs as its own ``python -m xpnet.cli train`` process, so the
+Each preset runs as its own ``python -m xpnet train`` process, so the
 time is what a user waits for. Results are printed and written as JSON.
 
     python benchmarks/accuracy.py --data-dir /work/data_cifar10
@@ -35,7 +35,7 @@ def run_preset(preset: str, data_dir: str, runs_root: Path, backend: str, seed: 
                threads: int | None, extra: list[str]) -> dict:
     """Train one preset in a subprocess and summarize its run folder."""
     run_dir = runs_root / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    command = [sys.executable, "-m", "xpnet.cli", "train", "--preset", preset,
+    command = [sys.executable, "-m", "xpnet", "train", "--preset", preset,
                "--dataset", "cifar10", "--data-dir", data_dir, "--backend", backend,
                "--seed", str(seed), "--run-dir", str(run_dir), "--quiet", *extra]
     env = dict(os.environ)

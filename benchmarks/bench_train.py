@@ -142,7 +142,9 @@ def set_threads(n: int | None) -> int:
         pass
     # xpnet's NumPy kernels split large updates between threads too (Adam)
     os.environ["XPNET_NUM_THREADS"] = str(n)
-    xpnet.get_backend("numpy").kernels.threads = n
+    from xpnet._fast.numpy_paths import WORKERS
+
+    WORKERS.threads = n
     return n
 
 

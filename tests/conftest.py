@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 
 import xpnet
+from xpnet._backend_list import BACKEND_NAMES
 from xpnet.backend import BackendError, backend_problem
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--backend", default=None,
-        help="array backend to test: numpy, array_api_strict, torch, cupy (default "
+        help=f"array backend to test: {', '.join(BACKEND_NAMES)} (default "
              "$XPNET_BACKEND, else numpy)",
     )
 
@@ -71,3 +72,13 @@ def check(backend):
                                    rtol=rtol, atol=atol)
 
     return _check
+
+
+@pytest.fixture(params=["fast_paths_on", "fast_paths_off"])
+def fast_paths(request):
+    """Run a test twice: with the registered fast paths, and with the references only."""
+    if request.param == "fast_paths_off":
+        with xpnet.fast_paths_disabled():
+            yield False
+    else:
+        yield True

@@ -10,7 +10,7 @@ import pytest
 import xpnet
 from xpnet import FullyConnectedNet, Solver
 from xpnet.backend import BackendError, BackendMismatchError
-from xpnet.checkpoint import CheckpointError, load_arrays, save_arrays
+from xpnet.files import CheckpointError, load_arrays, save_arrays
 
 
 def data(n=20, d=6, classes=3):

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet import checkpoint as checkpoint_module
-from xpnet import cli, selfcheck
-from xpnet.train import INTERRUPT_ENV, resolve_options
+from xpnet import files as files_module
+from xpnet.app import cli, gradcheck
+from xpnet.app.train import INTERRUPT_ENV, resolve_options
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("sklearn")
@@ -112,8 +112,8 @@ def test_train_on_digits_writes_a_complete_run_folder(backend_env, tmp_path, cap
     assert f"test accuracy {history['test_acc']:.4f}" in lines[-1]
 
     model = load_npz(run / "best_model.npz")
-    assert model["W1"].shape == (64, 24) and model["W2"].shape == (24, 10)
-    assert model["gamma1"].shape == model["running_mean1"].shape == (24,)
+    assert model["params/W1"].shape == (64, 24) and model["params/W2"].shape == (24, 10)
+    assert model["params/gamma1"].shape == model["buffers/running_mean1"].shape == (24,)
     state = load_npz(run / "checkpoint_epoch_3.npz")
     assert "params/W1" in state
     assert not (run / "checkpoint_epoch_2.npz").exists()  # only the latest is kept
@@ -147,7 +147,7 @@ def test_synthetic_cifar_run(backend_env, tmp_path, capsys):
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["name"] == "cifar10"
     assert config["data"]["path"] == str((parent / "cifar-10-batches-py").resolve())
-    assert load_npz(run / "best_model.npz")["W1"].shape == (3072, 6)
+    assert load_npz(run / "best_model.npz")["params/W1"].shape == (3072, 6)
     assert (run / "first_layer_weights.png").stat().st_size > 0
 
 
@@ -188,7 +188,7 @@ def test_sigint_then_resume_gives_the_same_weights_bit_for_bit(backend_env, tmp_
 
     broken = tmp_path / "broken"
     env = {**os.environ, INTERRUPT_ENV: "6", "XPNET_BACKEND": backend_env}
-    proc = subprocess.run([sys.executable, "-m", "xpnet.cli", "train", *map(str, options),
+    proc = subprocess.run([sys.executable, "-m", "xpnet", "train", *map(str, options),
                            "--run-dir", str(broken)], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 130, proc.stderr
@@ -301,12 +301,12 @@ def test_disk_full_mid_save_keeps_previous_files(backend_env, tmp_path, capsys, 
 
     def savez_until_full(handle, **arrays):
         meta = json.loads(arrays["__meta__.json"].tobytes())
-        if meta.get("format", "").startswith("xpnet-solver") and meta["epoch"] == 2:
+        if meta.get("kind") == "solver" and meta["solver"]["epoch"] == 2:
             handle.write(b"PK\x03\x04 half a zip")  # the disk fills up half way
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_savez(handle, **arrays)
 
-    monkeypatch.setattr(checkpoint_module.np, "savez", savez_until_full)
+    monkeypatch.setattr(files_module.np, "savez", savez_until_full)
     code, out, err = run_cli(capsys, "train", *TINY, "--epochs", "3", "--run-dir", run)
     assert_one_line_error(code, err, "No space left on device")
     assert "epoch 1/3" in out and "epoch 2/3" not in out
@@ -314,7 +314,7 @@ def test_disk_full_mid_save_keeps_previous_files(backend_env, tmp_path, capsys, 
     assert not (run / "checkpoint_epoch_2.npz").exists()
     state = load_npz(run / "checkpoint_epoch_1.npz")
     assert state["params/W1"].shape == (64, 24)
-    assert load_npz(run / "best_model.npz")["W1"].shape == (64, 24)
+    assert load_npz(run / "best_model.npz")["params/W1"].shape == (64, 24)
     assert json.loads((run / "history.json").read_text())["epoch"] == 1
     assert json.loads((run / "config.json").read_text())["args"]["epochs"] == 3
 
@@ -344,9 +344,9 @@ def test_gradcheck_passes_on_the_backend(backend, capsys):
     code, out, _ = run_cli(capsys, "gradcheck", "--backend", backend.name)
     assert code == 0, out
     rows = {line.split()[0]: line for line in out.splitlines()[3:-1]}
-    assert sorted(rows) == sorted(selfcheck.CHECK_NAMES)
+    assert sorted(rows) == sorted(gradcheck.CHECK_NAMES)
     assert all(line.rstrip().endswith("pass") for line in rows.values())
-    assert out.strip().splitlines()[-1] == f"all {len(selfcheck.CHECK_NAMES)} checks passed"
+    assert out.strip().splitlines()[-1] == f"all {len(gradcheck.CHECK_NAMES)} checks passed"
 
 
 def test_gradcheck_fails_on_a_broken_backward(monkeypatch, capsys):

@@ -8,6 +8,9 @@ import pytest
 import xpnet
 from xpnet import FullyConnectedNet
 
+# every test here runs with the registered fast paths and with the references only
+pytestmark = pytest.mark.usefixtures("fast_paths")
+
 
 @pytest.fixture
 def reference(backend):

@@ -1,14 +1,12 @@
-"""The fast paths of training give the results of the plain code.
+"""The Solver's in-place training gives the results of the course's rules.
 
-- the Solver's in-place update rules (``optim.inplace_update``) against the public
-  out-of-place rules, which must leave ``w`` untouched;
-- every library's kernels (``xpnet.backend.kernels_for``) against the generic Array
-  API kernels: bit for bit, except Adam (NumPy's and PyTorch's fold the bias
-  corrections) to rounding;
-- the CuPy kernels' logic on the host: their sources run on NumPy arrays
-  (``run_source_on_host``) through the very methods CuPy uses, and on a GPU
-  when there is one;
-- the Solver neither changes arrays it did not make nor the saved best parameters.
+- the Solver's in-place update rules (``optim.inplace_update``, on the registered
+  operations) against the public out-of-place rules, which must leave ``w``
+  untouched: bit for bit with fast paths off, within the fast path's declared
+  tolerance with them on (``tests/test_fast_registry.py`` checks each fast path
+  against its reference over hostile inputs);
+- the Solver neither changes arrays it did not make nor the saved best parameters;
+- the registered CuPy kernels on a GPU, when there is one.
 """
 
 from __future__ import annotations
@@ -18,8 +16,8 @@ import pytest
 
 import xpnet
 from xpnet import FullyConnectedNet, Solver, layers, optim
-from xpnet._kernels import CUPY_SOURCES, CupyKernels, Kernels, NumpyKernels, run_source_on_host
-from xpnet.backend import backend_problem, kernels_for
+from xpnet._fast import OPERATIONS, fast_paths_disabled, numpy_paths
+from xpnet.backend import backend_problem
 
 RULES = ["sgd", "sgd_momentum", "rmsprop", "adam", "adagrad"]
 STATE = {"sgd": (), "sgd_momentum": ("velocity",), "rmsprop": ("cache",),
@@ -53,8 +51,8 @@ def run_public(backend, rule, w, dws, config):
     return w, config
 
 
-def run_inplace(backend, kernels, rule, w, dws, config):
-    update = optim.inplace_update(optim.get_update_rule(rule), kernels)
+def run_inplace(backend, rule, w, dws, config):
+    update = optim.inplace_update(optim.get_update_rule(rule))
     w = backend.asarray(w.copy())
     start = w
     for dw in dws:
@@ -78,7 +76,8 @@ def test_generic_inplace_rules_equal_the_public_rules_bit_for_bit(backend, rule,
     w, dws = steps((7, 5), 4, dtype=dtype)
     cfg = {"learning_rate": 3e-3}
     expected, exp_config = run_public(backend, rule, w, dws, dict(cfg))
-    got, config = run_inplace(backend, Kernels(backend.xp), rule, w, dws, dict(cfg))
+    with fast_paths_disabled():
+        got, config = run_inplace(backend, rule, w, dws, dict(cfg))
     np.testing.assert_array_equal(host(got), host(expected))
     assert set(config) == set(exp_config)
     for key in STATE[rule]:
@@ -89,13 +88,15 @@ def test_generic_inplace_rules_equal_the_public_rules_bit_for_bit(backend, rule,
 
 @pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_backend_kernels_match_the_public_rules(backend, rule, dtype):
+def test_fast_paths_match_the_public_rules(backend, rule, dtype):
     w, dws = steps((300, 7), 5, seed=1, dtype=dtype)
     expected, exp_config = run_public(backend, rule, w, dws, {})
-    got, config = run_inplace(backend, backend.kernels, rule, w, dws, {})
-    # NumPy's and PyTorch's Adam fold the bias corrections (PyTorch's form): rounding
-    exact = rule != "adam" or backend.kernels.name == "generic"
-    tol = 0 if exact else (2e-6 if dtype == "float32" else 1e-13)
+    got, config = run_inplace(backend, rule, w, dws, {})
+    paths = OPERATIONS[f"{rule}_"].fast_paths(backend.name)
+    path = paths[0] if paths else None
+    exact = path is None or path.tolerance.exact
+    # five steps compound the declared per-step tolerance
+    tol = 0 if exact else 5 * path.tolerance.rtol_for(dtype)
     close(host(got), host(expected), tol)
     for key in STATE[rule]:
         close(host(config[key]), host(exp_config[key]), tol)
@@ -115,49 +116,29 @@ def test_public_rules_leave_w_and_state_untouched(backend):
 
 
 def test_inplace_update_is_only_for_built_in_rules(backend):
-    assert optim.inplace_update(lambda w, dw, c: (w, c), backend.kernels) is None
-    update = optim.inplace_update(optim.adam, backend.kernels)
+    assert optim.inplace_update(lambda w, dw, c: (w, c)) is None
+    update = optim.inplace_update(optim.adam)
     with pytest.raises(ValueError, match="dw has shape"):
         update(backend.asarray(np.zeros((2, 3), np.float32)),
                backend.asarray(np.zeros((3, 2), np.float32)), {})
 
 
-def test_numpy_adam_split_between_threads_is_bit_identical():
+def test_numpy_adam_split_between_threads_is_bit_identical(monkeypatch):
     if backend_problem("numpy"):
         pytest.skip("needs NumPy")
-    xp = xpnet.get_backend("numpy").xp
-    w, dws = steps((1000, 70), 3, seed=2)
-    single, threaded = NumpyKernels(xp, np), NumpyKernels(xp, np)
-    single.threads = 1
-    threaded.threads, threaded.parallel_min = 3, 1 << 12
     be = xpnet.get_backend("numpy")
-    a, _ = run_inplace(be, single, "adam", w, dws, {})
-    b, _ = run_inplace(be, threaded, "adam", w, dws, {})
+    w, dws = steps((1000, 70), 3, seed=2)
+    monkeypatch.setattr(numpy_paths.WORKERS, "threads", 1)
+    a, _ = run_inplace(be, "adam", w, dws, {})
+    monkeypatch.setattr(numpy_paths.WORKERS, "threads", 3)
+    monkeypatch.setattr(numpy_paths.WORKERS, "parallel_min", 1 << 12)
+    b, _ = run_inplace(be, "adam", w, dws, {})
     np.testing.assert_array_equal(a, b)
 
 
 # ---------------------------------------------------------------------------
 # Layers
 # ---------------------------------------------------------------------------
-
-@pytest.mark.parametrize("name", other_backends())
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_relu_backward_kernels_equal_where(name, dtype):
-    be = xpnet.get_backend(name)
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((64, 33)).astype(dtype)
-    x[::5] = 0.0  # the boundary: x == 0 passes no gradient
-    dout = rng.standard_normal((64, 33)).astype(dtype)
-    dout[1, :4] = [np.inf, -np.inf, np.nan, -0.0]
-    x[1, :4] = [-1.0, 1.0, -2.0, 3.0]
-    x_dev, dout_dev = be.asarray(x), be.asarray(dout)
-    got = host(be.kernels.relu_backward(dout_dev, x_dev))
-    expected = np.where(x > 0, dout, 0)
-    np.testing.assert_array_equal(got, expected)
-    assert not np.signbit(got[x <= 0]).any()  # +0.0 where no gradient passes
-    np.testing.assert_array_equal(host(dout_dev), dout)  # dout untouched
-    np.testing.assert_array_equal(host(layers.relu_backward(dout_dev, x_dev)), expected)
-
 
 def test_batchnorm_backward_closed_form_matches_the_graph(backend):
     rng = np.random.default_rng(4)
@@ -172,108 +153,25 @@ def test_batchnorm_backward_closed_form_matches_the_graph(backend):
 
 
 # ---------------------------------------------------------------------------
-# CuPy kernels on the host: same sources, same methods, NumPy arrays
+# CuPy's compiled kernels (their sources run on the host in test_fast_registry)
 # ---------------------------------------------------------------------------
-
-class _HostElementwiseKernel:
-    """Calls like ``cupy.ElementwiseKernel``: inputs, then optional outputs that are
-    read and written in place; runs the source with NumPy."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        in_params, out_params, _ = CUPY_SOURCES[name]
-        self.ins = [p.split()[-1] for p in in_params.split(",")]
-        self.outs = [p.split()[-1] for p in out_params.split(",")]
-
-    def __call__(self, *args):
-        given = dict(zip(self.ins + self.outs, args, strict=False))
-        result = run_source_on_host(self.name, np, **given)
-        returned = []
-        for name in self.outs:
-            if name in given:
-                given[name][...] = result[name]
-                returned.append(given[name])
-            else:
-                arrays = [v for v in given.values() if isinstance(v, np.ndarray)]
-                returned.append(np.asarray(result[name], dtype=arrays[0].dtype))
-        return returned[0] if len(returned) == 1 else tuple(returned)
-
-
-class HostCupyKernels(CupyKernels):
-    """CupyKernels with NumPy standing in for CuPy and the kernels run on the host."""
-
-    def __init__(self) -> None:
-        super().__init__(xpnet.get_backend("numpy").xp, np)
-
-    def _kernel(self, name: str):
-        return _HostElementwiseKernel(name)
-
-
-@pytest.mark.parametrize("rule", RULES)
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_cupy_update_kernels_on_the_host(rule, dtype):
-    be = xpnet.get_backend("numpy")
-    w, dws = steps((40, 9), 4, seed=5, dtype=dtype)
-    expected, exp_config = run_public(be, rule, w, dws, {"learning_rate": 2e-3})
-    got, config = run_inplace(be, HostCupyKernels(), rule, w, dws, {"learning_rate": 2e-3})
-    tol = 1e-6 if dtype == "float32" else 1e-14
-    close(got, expected, tol)
-    for key in STATE[rule]:
-        close(config[key], exp_config[key], tol)
-
-
-def test_cupy_layer_kernels_on_the_host():
-    be = xpnet.get_backend("numpy")
-    kernels = HostCupyKernels()
-    rng = np.random.default_rng(6)
-    x = rng.standard_normal((32, 12)).astype(np.float32)
-    dout = rng.standard_normal((32, 12)).astype(np.float32)
-    np.testing.assert_array_equal(kernels.relu_backward(dout, x), np.where(x > 0, dout, 0))
-    gamma, beta = rng.standard_normal(12), rng.standard_normal(12)
-    x64, dout64 = x.astype(np.float64), dout.astype(np.float64)
-    for forward, backward, param in (
-            (layers.batchnorm_forward, layers.batchnorm_backward, {"mode": "train"}),
-            (layers.layernorm_forward, layers.layernorm_backward, {})):
-        _, cache = forward(be.asarray(x64), gamma, beta, param)
-        fused = kernels.normalize_backward(dout64, cache["x_hat"], cache["gamma"],
-                                           cache["inv_std"], cache["axis"])
-        assert fused is not None
-        for a, b in zip(fused, backward(dout64, cache), strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
-
 
 def test_cupy_kernels_on_the_gpu():
     problem = backend_problem("cupy")
     if problem:
         pytest.skip(f"the compiled CuPy kernels need a GPU: {problem}")
     be = xpnet.get_backend("cupy")
-    assert type(be.kernels) is CupyKernels
     for rule in RULES:
         w, dws = steps((300, 7), 4, seed=7)
         expected, _ = run_public(be, rule, w, dws, {})
-        got, _ = run_inplace(be, be.kernels, rule, w, dws, {})
+        got, _ = run_inplace(be, rule, w, dws, {})
         np.testing.assert_allclose(host(got), host(expected), rtol=2e-6, atol=1e-7)
     rng = np.random.default_rng(8)
     x = be.asarray(rng.standard_normal((64, 16)).astype(np.float32))
     dout = be.asarray(rng.standard_normal((64, 16)).astype(np.float32))
-    np.testing.assert_array_equal(host(be.kernels.relu_backward(dout, x)),
+    assert OPERATIONS["relu_backward"].select(dout, x) is not None
+    np.testing.assert_array_equal(host(layers.relu_backward(dout, x)),
                                   np.where(host(x) > 0, host(dout), 0))
-    gamma = be.asarray(rng.standard_normal(16).astype(np.float32))
-    for forward, param in ((layers.batchnorm_forward, {"mode": "train"}),
-                           (layers.layernorm_forward, {})):
-        _, cache = forward(x, gamma, gamma, param)
-        fused = be.kernels.normalize_backward(dout, cache["x_hat"], cache["gamma"],
-                                              cache["inv_std"], cache["axis"])
-        assert fused is not None
-        for a, b in zip(fused, layers._normalize_backward_graph(dout, cache), strict=True):
-            np.testing.assert_allclose(host(a), host(b), rtol=1e-4, atol=1e-5)
-
-
-def test_kernels_are_chosen_per_library(backend):
-    kernels = kernels_for(backend.xp)
-    assert kernels is backend.kernels  # cached
-    expected = {"numpy": "numpy", "torch": "torch", "cupy": "cupy"}.get(backend.name, "generic")
-    assert kernels.name == expected
 
 
 # ---------------------------------------------------------------------------
@@ -303,7 +201,7 @@ def test_solver_in_place_training_equals_the_public_rule(backend, rule):
     plain_rule = optim.get_update_rule(rule)
     plain = train(lambda w, dw, config: plain_rule(w, dw, config))  # not a built-in
     assert fast._inplace_update is not None and plain._inplace_update is None
-    exact = rule != "adam" or backend.kernels.name == "generic"
+    exact = rule != "adam" or backend.name not in ("numpy", "torch", "cupy")
     for name in fast.model.params:
         a, b = host(fast.model.params[name]), host(plain.model.params[name])
         if exact:

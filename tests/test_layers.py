@@ -13,6 +13,9 @@ import pytest
 import xpnet
 from xpnet import layer_utils, layers
 
+# every test here runs with the registered fast paths and with the references only
+pytestmark = pytest.mark.usefixtures("fast_paths")
+
 F64 = "float64"
 
 

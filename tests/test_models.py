@@ -10,6 +10,9 @@ import pytest
 import xpnet
 from xpnet.classifiers.fc_net import FullyConnectedNet, TwoLayerNet
 
+# every test here runs with the registered fast paths and with the references only
+pytestmark = pytest.mark.usefixtures("fast_paths")
+
 
 def numeric_grad(f, x, h=1e-6):
     """Central differences on an array of any backend, read on the host."""

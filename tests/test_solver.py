@@ -10,7 +10,10 @@ import pytest
 
 import xpnet
 from xpnet import FullyConnectedNet, Solver, TrainingDivergedError
-from xpnet.checkpoint import load_arrays
+from xpnet.files import load_arrays
+
+# every test here runs with the registered fast paths and with the references only
+pytestmark = pytest.mark.usefixtures("fast_paths")
 
 
 def random_cifar(n, seed=0, classes=10):
@@ -116,7 +119,7 @@ def test_resume_from_epoch_checkpoint_gives_the_same_weights(backend, tmp_path):
         "ck_epoch_1.npz", "ck_epoch_2.npz", "ck_epoch_3.npz"]
 
     model2, solver2 = run(backend, data, tmp_path / "x", checkpoint=False)
-    backend.seed(999)  # the checkpoint must restore the random stream
+    solver2.random.reseed(999)  # the checkpoint must restore the random stream
     solver2.load_checkpoint(str(tmp_path / "ck_epoch_1.npz"))
     solver2.train()
     for name, value in params_of(model2).items():
@@ -142,7 +145,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches(backend, tmp_path):
         solver_i.train()
     path = tmp_path / "b" / "ck_interrupted.npz"
     _, meta = load_arrays(path)
-    assert meta["iteration"] == 4  # saved between steps, never in the middle of one
+    assert meta["solver"]["iteration"] == 4  # saved between steps, never in the middle of one
 
     model_r, solver_r = run(backend, data, tmp_path / "c", checkpoint=False)
     solver_r.load_checkpoint(str(path))
@@ -169,7 +172,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(backend, tmp
     saved = sorted(p.name for p in tmp_path.iterdir())
     assert saved == ["ck_epoch_1.npz", "ck_epoch_2.npz"]
     arrays, meta = load_arrays(tmp_path / "ck_epoch_2.npz")
-    assert meta["iteration"] == 6 and all(np.isfinite(a).all() for a in arrays.values())
+    assert meta["solver"]["iteration"] == 6 and all(np.isfinite(a).all() for a in arrays.values())
     assert all(np.isfinite(v).all() for v in params_of(model).values())
 
 

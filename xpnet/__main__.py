@@ -1,7 +1,7 @@
-"""``python -m xpnet``: the ``xpnet`` command (see :mod:`xpnet.cli`)."""
+"""``python -m xpnet``: the ``xpnet`` command (see :mod:`xpnet.app.cli`)."""
 
 import sys
 
-from .cli import main
+from .app.cli import main
 
 sys.exit(main())

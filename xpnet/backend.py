@@ -1,4 +1,4 @@
-"""Backends: the one module that knows concrete array libraries.
+"""Backends: the one module (with the fast paths) that knows concrete array libraries.
 
 Everything else in xpnet is written against the Python Array API standard and
 finds its namespace from its inputs (:func:`namespace_of`). A :class:`Backend`
@@ -6,44 +6,57 @@ resolves a name to a namespace and a device, makes seeded random numbers (the
 standard has none), moves arrays between the host (NumPy) and its device, and
 synchronizes.
 
-Random numbers are counter based: a backend holds ``(seed, counter)`` and every
-draw uses a fresh generator of the library's own kind seeded from that pair.
-The state is two integers, so checkpoints can save and restore it exactly on
-every backend.
+Random numbers come from :class:`RandomStream` objects: counter based, a
+stream holds ``(seed, counter)`` and every draw uses a fresh generator of the
+library's own kind seeded from that pair, so its state is two integers that a
+checkpoint saves and restores exactly on every backend. Each backend has a
+default stream; a :class:`~xpnet.solver.Solver` owns a stream of its own and
+makes it the *active* one (:meth:`RandomStream.active`) while it trains, so
+dropout masks drawn inside the model come from the Solver's stream. The active
+stream is a context variable: two Solvers in two threads never share one.
 """
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import importlib.util
 import os
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
 import array_api_compat
 import numpy as np
 
+from ._backend_list import BACKEND_NAMES, BACKENDS
+from .errors import BackendError, BackendMismatchError, InputTypeError
+
 __all__ = [
     "Backend",
     "BackendError",
     "BackendMismatchError",
     "BACKEND_NAMES",
+    "RandomStream",
     "available_backends",
-    "get_backend",
     "backend_of",
+    "backend_problem",
+    "get_backend",
+    "library_of",
     "namespace_of",
     "to_numpy",
 ]
 
-BACKEND_NAMES = ("numpy", "cupy", "torch", "array_api_strict")
 
-_INSTALL_HINTS = {
-    "numpy": 'pip install numpy',
-    "cupy": 'pip install "xpnet[cuda12]"  (or "xpnet[cuda13]" for CUDA 13 drivers)',
-    "torch": 'pip install "xpnet[torch]"',
-    "array_api_strict": 'pip install "xpnet[strict]"',
-}
+def install_hint(name: str) -> str:
+    """The command that installs backend ``name``."""
+    if name == "numpy":
+        return "pip install numpy"
+    if name == "cupy":
+        return 'pip install "xpnet[cuda12]"  (or "xpnet[cuda13]" for CUDA 13 drivers)'
+    return f'pip install "xpnet[{BACKENDS[name][2]}]"'
+
 
 _ALIASES = {
     "np": "numpy",
@@ -52,14 +65,6 @@ _ALIASES = {
     "strict": "array_api_strict",
     "array-api-strict": "array_api_strict",
 }
-
-
-class BackendError(RuntimeError):
-    """A backend was asked for that is unknown, not installed or not usable."""
-
-
-class BackendMismatchError(TypeError):
-    """Arrays from two different backends (or devices) were mixed in one call."""
 
 
 # ---------------------------------------------------------------------------
@@ -73,7 +78,7 @@ def _is_installed(module: str) -> bool:
 def _cuda_problem() -> str | None:
     """Why CuPy cannot run here, or None when it can."""
     if not _is_installed("cupy"):
-        return f"CuPy is not installed; {_INSTALL_HINTS['cupy']}"
+        return f"CuPy is not installed; {install_hint('cupy')}"
     try:
         import cupy
 
@@ -87,11 +92,13 @@ def _cuda_problem() -> str | None:
 
 def backend_problem(name: str) -> str | None:
     """Why the backend ``name`` cannot be used here, or None when it can."""
-    name = _canonical_name(name)
+    name = canonical_name(name)
     if name == "cupy":
         return _cuda_problem()
+    if name == "auto":
+        return None
     if not _is_installed(name):
-        return f"{name} is not installed; {_INSTALL_HINTS[name]}"
+        return f"{name} is not installed; {install_hint(name)}"
     return None
 
 
@@ -100,7 +107,8 @@ def available_backends() -> list[str]:
     return [name for name in BACKEND_NAMES if backend_problem(name) is None]
 
 
-def _canonical_name(name: str) -> str:
+def canonical_name(name: str) -> str:
+    """The backend name ``name`` stands for ('np' -> 'numpy'), or BackendError."""
     key = name.strip().lower()
     key = _ALIASES.get(key, key)
     if key not in BACKEND_NAMES and key != "auto":
@@ -112,7 +120,7 @@ def _canonical_name(name: str) -> str:
 
 
 # ---------------------------------------------------------------------------
-# The Backend
+# Random streams
 # ---------------------------------------------------------------------------
 
 def _derive_seed(*entropy: int) -> int:
@@ -121,7 +129,89 @@ def _derive_seed(*entropy: int) -> int:
     return (int(state[0]) << 31) ^ int(state[1])
 
 
-@dataclass(eq=False)
+def fresh_seed() -> int:
+    """A seed drawn from the operating system's entropy."""
+    return int(np.random.SeedSequence().entropy) >> 65
+
+
+_ACTIVE_STREAM: contextvars.ContextVar[RandomStream | None] = contextvars.ContextVar(
+    "xpnet_active_stream", default=None)
+
+
+class RandomStream:
+    """A counter-based stream of random numbers on one backend.
+
+    Parameters
+    ----------
+    backend : Backend
+        Where the numbers are made.
+    seed : int, optional
+        Default: fresh entropy.
+
+    Notes
+    -----
+    Draw ``k`` of a stream uses a generator of the library's own kind (Philox
+    for NumPy, CuPy and array_api_strict, ``torch.Generator`` for torch)
+    seeded from ``(seed, k)``; :meth:`state` is those two integers.
+    """
+
+    __slots__ = ("backend", "seed", "counter")
+
+    def __init__(self, backend: Backend, seed: int | None = None) -> None:
+        self.backend = backend
+        self.seed = fresh_seed() if seed is None else int(seed)
+        self.counter = 0
+
+    def state(self) -> dict[str, int]:
+        """``{'seed': ..., 'counter': ...}``, for a checkpoint."""
+        return {"seed": self.seed, "counter": self.counter}
+
+    def set_state(self, state: dict[str, int]) -> None:
+        """Restore a :meth:`state`."""
+        self.seed = int(state["seed"])
+        self.counter = int(state["counter"])
+
+    def reseed(self, seed: int) -> None:
+        """Restart the stream from ``seed``."""
+        self.seed, self.counter = int(seed), 0
+
+    def _next(self) -> int:
+        self.counter += 1
+        return _derive_seed(self.seed, self.counter)
+
+    def normal(self, shape: tuple[int, ...], std: float = 1.0, dtype: Any = None) -> Any:
+        """Samples of N(0, std**2)."""
+        return self.backend._draw("normal", shape, dtype, self._next(), std)
+
+    def uniform(self, shape: tuple[int, ...], dtype: Any = None) -> Any:
+        """Samples of U[0, 1)."""
+        return self.backend._draw("uniform", shape, dtype, self._next())
+
+    def integers(self, high: int, size: int) -> Any:
+        """``size`` integers drawn uniformly from [0, high), with replacement."""
+        return self.backend._draw("integers", (int(size),), None, self._next(), int(high))
+
+    def permutation(self, n: int) -> Any:
+        """A random permutation of ``range(n)`` (int64)."""
+        return self.backend._draw("permutation", (int(n),), None, self._next(), int(n))
+
+    @contextmanager
+    def active(self) -> Iterator[RandomStream]:
+        """Make this the stream that unseeded draws on its backend use, in this context."""
+        token = _ACTIVE_STREAM.set(self)
+        try:
+            yield self
+        finally:
+            _ACTIVE_STREAM.reset(token)
+
+    def __repr__(self) -> str:
+        return f"RandomStream({self.backend.name!r}, seed={self.seed}, counter={self.counter})"
+
+
+# ---------------------------------------------------------------------------
+# The Backend
+# ---------------------------------------------------------------------------
+
 class Backend:
     """One array library on one device.
 
@@ -136,11 +226,12 @@ class Backend:
         The device arrays are created on.
     """
 
-    name: str
-    xp: ModuleType
-    device: Any = None
-    seed_value: int = field(default_factory=lambda: int(np.random.SeedSequence().entropy) >> 65)
-    counter: int = 0
+    def __init__(self, name: str, xp: ModuleType, device: Any = None) -> None:
+        self.name = name
+        self.xp = xp
+        self.device = device
+        #: the stream of unseeded draws when no stream of this backend is active
+        self.default_stream = RandomStream(self)
 
     # -- dtypes ------------------------------------------------------------
     def dtype(self, spec: Any) -> Any:
@@ -151,7 +242,7 @@ class Backend:
         try:
             return getattr(self.xp, key)
         except AttributeError:
-            raise TypeError(
+            raise InputTypeError(
                 f"dtype {spec!r} is not a dtype of the {self.name} backend; "
                 "use a name such as 'float32' or 'float64'"
             ) from None
@@ -167,7 +258,7 @@ class Backend:
             dtype = self.dtype(dtype)
         if _is_foreign_array(x, self):
             raise BackendMismatchError(
-                f"got an array of the {_library_of(x)} backend where the {self.name} "
+                f"got an array of the {library_of(x)} backend where the {self.name} "
                 f"backend was expected; convert it with xpnet.to_numpy() first"
             )
         if self.name == "torch" and isinstance(x, np.ndarray) and not x.flags.writeable:
@@ -191,47 +282,63 @@ class Backend:
                 torch.cuda.synchronize(self.device)
 
     # -- random numbers ----------------------------------------------------
+    def new_stream(self, seed: int | None = None) -> RandomStream:
+        """A random stream of its own on this backend (fresh entropy without ``seed``)."""
+        return RandomStream(self, seed)
+
+    @property
+    def stream(self) -> RandomStream:
+        """The stream unseeded draws use now: the active one, else the default."""
+        active = _ACTIVE_STREAM.get()
+        if active is not None and active.backend is self:
+            return active
+        return self.default_stream
+
     def seed(self, seed: int) -> None:
-        """Restart this backend's random stream from ``seed``."""
-        self.seed_value = int(seed)
-        self.counter = 0
+        """Restart this backend's default random stream from ``seed``."""
+        self.default_stream.reseed(seed)
 
     def rng_state(self) -> dict[str, int]:
-        """The random stream's state, to save in a checkpoint."""
-        return {"seed": self.seed_value, "counter": self.counter}
+        """The default random stream's state."""
+        return self.default_stream.state()
 
     def set_rng_state(self, state: dict[str, int]) -> None:
         """Restore a state returned by :meth:`rng_state`."""
-        self.seed_value = int(state["seed"])
-        self.counter = int(state["counter"])
+        self.default_stream.set_state(state)
 
-    def _next_seed(self, seed: int | tuple[int, ...] | None) -> int:
-        if seed is not None:
-            return _derive_seed(*(seed if isinstance(seed, (tuple, list)) else (seed,)), 0)
-        self.counter += 1
-        return _derive_seed(self.seed_value, self.counter)
+    @staticmethod
+    def _seeded(seed: int | tuple[int, ...]) -> int:
+        return _derive_seed(*(seed if isinstance(seed, (tuple, list)) else (seed,)), 0)
 
     def random_normal(
         self, shape: tuple[int, ...], std: float = 1.0, dtype: Any = None,
-        seed: int | None = None,
+        seed: int | tuple[int, ...] | None = None,
     ) -> Any:
-        """Samples of N(0, std**2). ``seed`` gives a stream of its own."""
-        return self._draw("normal", shape, dtype, seed, std)
+        """Samples of N(0, std**2): from :attr:`stream`, or a stream of their own
+        for ``seed``."""
+        if seed is None:
+            return self.stream.normal(shape, std, dtype)
+        return self._draw("normal", shape, dtype, self._seeded(seed), std)
 
     def random_uniform(
-        self, shape: tuple[int, ...], dtype: Any = None, seed: int | None = None
+        self, shape: tuple[int, ...], dtype: Any = None,
+        seed: int | tuple[int, ...] | None = None,
     ) -> Any:
-        """Samples of U[0, 1). ``seed`` gives a stream of its own."""
-        return self._draw("uniform", shape, dtype, seed)
+        """Samples of U[0, 1), like :meth:`random_normal`."""
+        if seed is None:
+            return self.stream.uniform(shape, dtype)
+        return self._draw("uniform", shape, dtype, self._seeded(seed))
 
-    def random_integers(self, high: int, size: int, seed: int | None = None) -> Any:
+    def random_integers(self, high: int, size: int,
+                        seed: int | tuple[int, ...] | None = None) -> Any:
         """``size`` integers drawn uniformly from [0, high), with replacement."""
-        return self._draw("integers", (int(size),), None, seed, int(high))
+        if seed is None:
+            return self.stream.integers(high, size)
+        return self._draw("integers", (int(size),), None, self._seeded(seed), int(high))
 
-    def _draw(self, kind: str, shape, dtype, seed, arg=None):
+    def _draw(self, kind: str, shape, dtype, derived: int, arg=None):
         shape = tuple(int(s) for s in shape)
-        derived = self._next_seed(seed)
-        dtype = self.dtype(dtype) if kind != "integers" else self.xp.int64
+        dtype = self.dtype(dtype) if kind in ("normal", "uniform") else self.xp.int64
         if self.name == "torch":
             return self._draw_torch(kind, shape, dtype, derived, arg)
         if self.name == "cupy":
@@ -244,6 +351,8 @@ class Backend:
             lib = np
         if kind == "integers":
             out = gen.integers(0, arg, size=shape, dtype=lib.int64)
+        elif kind == "permutation":
+            out = gen.permutation(arg).astype(lib.int64)
         else:
             floating = _numpy_float_name(dtype)
             if kind == "normal":
@@ -262,11 +371,14 @@ class Backend:
         gen = torch.Generator(device=self.device).manual_seed(derived)
         if kind == "integers":
             return torch.randint(0, arg, shape, generator=gen, device=self.device)
+        if kind == "permutation":
+            return torch.randperm(arg, generator=gen, device=self.device)
         if kind == "normal":
             out = torch.randn(shape, generator=gen, dtype=dtype, device=self.device)
             return out.mul_(arg) if arg != 1.0 else out
         return torch.rand(shape, generator=gen, dtype=dtype, device=self.device)
 
+    # -- facts -------------------------------------------------------------
     @property
     def synchronous(self) -> bool:
         """True where reading a result costs no device synchronization (CPUs)."""
@@ -274,14 +386,9 @@ class Backend:
             return False
         return self.name != "torch" or getattr(self.device, "type", "cpu") == "cpu"
 
-    @property
-    def kernels(self) -> Any:
-        """Fast paths for the hot elementwise chains (:func:`kernels_for`)."""
-        return kernels_for(self.xp)
-
     def owns(self, x: Any) -> bool:
         """Whether ``x`` is an array of this backend (NumPy arrays for NumPy)."""
-        return _library_of(x) == self.name
+        return library_of(x) == self.name
 
     def __repr__(self) -> str:
         return f"Backend({self.name!r}, device={self.device!r})"
@@ -300,7 +407,7 @@ def dtype_name(dtype: Any) -> str:
 def _numpy_float_name(dtype: Any) -> str:
     name = dtype_name(dtype)
     if name not in ("float32", "float64"):
-        raise TypeError(f"random floats need float32 or float64, got {dtype}")
+        raise InputTypeError(f"random floats need float32 or float64, got {dtype}")
     return name
 
 
@@ -352,8 +459,7 @@ def get_backend(name_or_namespace: Any = None, device: Any = None) -> Backend:
     Returns
     -------
     Backend
-        The same object for the same name and device, so that its random
-        stream is shared like a library's global generator.
+        The same object for the same name and device.
 
     Raises
     ------
@@ -366,9 +472,9 @@ def get_backend(name_or_namespace: Any = None, device: Any = None) -> Backend:
     if name_or_namespace is None:
         name_or_namespace = os.environ.get("XPNET_BACKEND", "auto") or "auto"
     if isinstance(name_or_namespace, ModuleType):
-        name = _name_of_module(name_or_namespace)
+        name = name_of_module(name_or_namespace)
     elif isinstance(name_or_namespace, str):
-        name = _canonical_name(name_or_namespace)
+        name = canonical_name(name_or_namespace)
     else:
         raise BackendError(
             f"backend must be a name, a namespace module or a Backend, "
@@ -382,31 +488,43 @@ def get_backend(name_or_namespace: Any = None, device: Any = None) -> Backend:
     return _CACHE[key]
 
 
-def _name_of_module(module: ModuleType) -> str:
+def name_of_module(module: ModuleType) -> str:
+    """The backend name of a library or namespace module."""
     root = module.__name__.split(".")
     if root[0] == "array_api_compat" and len(root) > 1:
-        return _canonical_name(root[1])
-    return _canonical_name(root[0])
+        return canonical_name(root[1])
+    return canonical_name(root[0])
 
 
 # ---------------------------------------------------------------------------
 # Arrays -> namespace / backend
 # ---------------------------------------------------------------------------
 
-def _library_of(x: Any) -> str:
-    module = type(x).__module__.split(".")[0]
-    return {"numpy": "numpy", "cupy": "cupy", "torch": "torch",
-            "array_api_strict": "array_api_strict"}.get(module, module)
+_LIBRARY_BY_TYPE: dict[type, str] = {}
+
+
+def library_of(x: Any) -> str:
+    """The library an array belongs to: 'numpy', 'cupy', 'torch', 'array_api_strict'
+    (or the top-level module of anything else)."""
+    t = type(x)
+    lib = _LIBRARY_BY_TYPE.get(t)
+    if lib is None:
+        lib = t.__module__.split(".")[0]
+        _LIBRARY_BY_TYPE[t] = lib
+    return lib
 
 
 def _is_foreign_array(x: Any, backend: Backend) -> bool:
     if not array_api_compat.is_array_api_obj(x):
         return False
-    lib = _library_of(x)
+    lib = library_of(x)
     if backend.name == "numpy" or lib == "numpy":
         # host NumPy data may go anywhere; NumPy accepts nothing else
         return backend.name == "numpy" and lib != "numpy"
     return lib != backend.name
+
+
+_NAMESPACE_BY_TYPE: dict[type, ModuleType] = {}
 
 
 def namespace_of(*arrays: Any, caller: str = "this function") -> ModuleType:
@@ -435,55 +553,21 @@ def namespace_of(*arrays: Any, caller: str = "this function") -> ModuleType:
     try:
         xp = array_api_compat.array_namespace(*arrays)
     except TypeError as err:
-        libs = sorted({_library_of(a) for a in arrays if a is not None})
+        libs = sorted({library_of(a) for a in arrays if a is not None})
         if len(libs) > 1:
             raise BackendMismatchError(
                 f"{caller} got arrays from different backends ({', '.join(libs)}); "
                 "put them on one backend first, e.g. with backend.asarray(x)"
             ) from None
-        raise TypeError(f"{caller}: {err}") from None
+        raise InputTypeError(f"{caller}: {err}") from None
     if kind:
         _NAMESPACE_BY_TYPE[kind] = xp
     return xp
 
 
-_NAMESPACE_BY_TYPE: dict[type, ModuleType] = {}
-_KERNELS: dict[int, Any] = {}
-
-
-def kernels_for(xp: ModuleType) -> Any:
-    """The fast paths (:mod:`xpnet._kernels`) for the namespace ``xp``, cached.
-
-    NumPy, PyTorch and CuPy get library-specific kernels; any other namespace
-    gets the generic Array API versions.
-    """
-    kernels = _KERNELS.get(id(xp))
-    if kernels is None:
-        from . import _kernels
-
-        try:
-            name = _name_of_module(xp) if isinstance(xp, ModuleType) else ""
-        except BackendError:  # a namespace xpnet has no backend for: generic code
-            name = ""
-        if name == "numpy":
-            kernels = _kernels.NumpyKernels(xp, np)
-        elif name == "torch":
-            import torch
-
-            kernels = _kernels.TorchKernels(xp, torch)
-        elif name == "cupy":
-            import cupy
-
-            kernels = _kernels.CupyKernels(xp, cupy)
-        else:
-            kernels = _kernels.Kernels(xp)
-        _KERNELS[id(xp)] = kernels
-    return kernels
-
-
 def backend_of(x: Any) -> Backend:
     """The :class:`Backend` an array lives on."""
-    lib = _library_of(x)
+    lib = library_of(x)
     if lib == "numpy":
         return get_backend("numpy")
     if lib not in BACKEND_NAMES:
@@ -503,7 +587,7 @@ def to_numpy(x: Any) -> np.ndarray:
 
     Python scalars and NumPy arrays pass through ``np.asarray``.
     """
-    lib = _library_of(x)
+    lib = library_of(x)
     if lib == "cupy":
         return x.get()
     if lib == "torch":

@@ -31,6 +31,9 @@ from typing import BinaryIO
 import numpy as np
 from tqdm import tqdm
 
+from ._ops import checks
+from .errors import DataError, InputError
+
 __all__ = [
     "CIFAR10_CLASSES",
     "CIFAR10_MD5",
@@ -69,8 +72,6 @@ _HOW_TO_SUPPLY = (
 PathLike = str | os.PathLike
 
 
-class DataError(RuntimeError):
-    """The data set is missing, corrupt, unsafe or could not be downloaded."""
 
 
 # ---------------------------------------------------------------------------
@@ -253,22 +254,17 @@ def load_CIFAR10(
     return _to_nhwc_float(x_train), y_train, _to_nhwc_float(x_test), y_test
 
 
-def _check_count(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 def _check_counts(num_training: int, num_validation: int, num_test: int) -> None:
-    _check_count("num_training", num_training)
-    _check_count("num_validation", num_validation)
-    _check_count("num_test", num_test)
+    checks.positive_int(num_training, "num_training")
+    checks.positive_int(num_validation, "num_validation")
+    checks.positive_int(num_test, "num_test")
     if num_training + num_validation > NUM_TRAIN:
-        raise ValueError(
+        raise InputError(
             f"num_training + num_validation must be at most {NUM_TRAIN} (the CIFAR-10 "
             f"training set), got {num_training} + {num_validation}"
         )
     if num_test > NUM_TEST:
-        raise ValueError(f"num_test must be at most {NUM_TEST} (the CIFAR-10 test set), "
+        raise InputError(f"num_test must be at most {NUM_TEST} (the CIFAR-10 test set), "
                          f"got {num_test}")
 
 
@@ -307,7 +303,7 @@ def get_CIFAR10_data(
 
     Raises
     ------
-    ValueError
+    InputError (a ValueError)
         If a count is not a positive integer or asks for more images than
         CIFAR-10 (or the data found) has.
     DataError
@@ -317,7 +313,7 @@ def get_CIFAR10_data(
     folder = find_or_fetch_cifar10(root, download=download)
     x_train, y_train, x_test, y_test = _load_uint8(folder)
     if num_training + num_validation > len(x_train) or num_test > len(x_test):
-        raise ValueError(
+        raise InputError(
             f"asked for {num_training} + {num_validation} training and {num_test} test "
             f"images but {folder} holds only {len(x_train)} and {len(x_test)}"
         )

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .backend import backend_of, namespace_of, to_numpy
+from .errors import InputError, MissingKeyError
 
 __all__ = [
     "eval_numerical_gradient",
@@ -142,7 +143,7 @@ def directional_gradient_check(
         params, grads = {"x": params}, {"x": grads}
     missing = sorted(set(params) - set(grads))
     if missing:
-        raise KeyError(f"directional_gradient_check: no gradient for {', '.join(missing)}")
+        raise MissingKeyError(f"directional_gradient_check: no gradient for {', '.join(missing)}")
     names = sorted(params)
     backend = backend_of(params[names[0]])
     directions = {}
@@ -176,5 +177,5 @@ def rel_error(x: Any, y: Any) -> float:
     a = xp.astype(xp.asarray(a), xp.float64)
     b = xp.astype(xp.asarray(b), xp.float64)
     if a.shape != b.shape and a.size != 1 and b.size != 1:
-        raise ValueError(f"rel_error: shapes {a.shape} and {b.shape} differ")
+        raise InputError(f"rel_error: shapes {a.shape} and {b.shape} differ")
     return float(xp.max(xp.abs(a - b) / xp.maximum(1e-8, xp.abs(a) + xp.abs(b))))

@@ -11,8 +11,9 @@ from typing import Any
 
 from array_api_compat import device
 
-from . import _checks
-from .backend import backend_of, kernels_for, namespace_of
+from ._fast import ops
+from ._ops import checks, normalization
+from .backend import backend_of, namespace_of
 
 __all__ = [
     "affine_forward", "affine_backward",
@@ -47,7 +48,7 @@ def affine_forward(x: Array, w: Array, b: Array) -> tuple[Array, tuple]:
         ``(x, w, b)``.
     """
     xp = namespace_of(x, w, b, caller="affine_forward")
-    x2 = _checks.flatten_for_affine(xp, x, w, b)
+    x2 = checks.flatten_for_affine(xp, x, w, b)
     out = x2 @ w
     if out.dtype == b.dtype:
         out += b  # in place on the fresh product: one pass and no second array
@@ -97,8 +98,8 @@ def relu_forward(x: Array) -> tuple[Array, Array]:
 def relu_backward(dout: Array, cache: Array) -> Array:
     """Backward pass of :func:`relu_forward`: ``dout`` where ``x > 0``, else 0."""
     x = cache
-    xp = namespace_of(dout, x, caller="relu_backward")
-    return kernels_for(xp).relu_backward(dout, x)
+    namespace_of(dout, x, caller="relu_backward")
+    return ops.relu_backward(dout, x)
 
 
 # ---------------------------------------------------------------------------
@@ -124,7 +125,7 @@ def svm_loss(x: Array, y: Array, *, check_labels: bool = True) -> tuple[Array, A
     dx : array of shape (N, C)
     """
     xp = namespace_of(x, y, caller="svm_loss")
-    onehot = _checks.onehot_labels(xp, x, y, "svm_loss", check_labels)
+    onehot = checks.onehot_labels(xp, x, y, "svm_loss", check_labels)
     n = x.shape[0]
     correct = xp.sum(xp.where(onehot, x, 0), axis=1, keepdims=True)
     margins = xp.where(onehot, 0, xp.maximum(x - correct + 1.0, 0))
@@ -141,7 +142,7 @@ def softmax_loss(x: Array, y: Array, *, check_labels: bool = True) -> tuple[Arra
     Parameters and returns as :func:`svm_loss`.
     """
     xp = namespace_of(x, y, caller="softmax_loss")
-    onehot = _checks.onehot_labels(xp, x, y, "softmax_loss", check_labels)
+    onehot = checks.onehot_labels(xp, x, y, "softmax_loss", check_labels)
     n = x.shape[0]
     shifted = x - xp.max(x, axis=1, keepdims=True)
     log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
@@ -152,81 +153,39 @@ def softmax_loss(x: Array, y: Array, *, check_labels: bool = True) -> tuple[Arra
 
 
 # ---------------------------------------------------------------------------
-# Normalization: one implementation for batchnorm (axis 0) and layernorm (axis 1)
+# Normalization: one implementation (xpnet._ops.normalization) for every layout
 # ---------------------------------------------------------------------------
 
-def _normalize(xp, x, gamma, beta, eps: float, axis: int):
-    mean = xp.mean(x, axis=axis, keepdims=True)
-    centered = x - mean
-    var = xp.mean(centered * centered, axis=axis, keepdims=True)
-    std = xp.sqrt(var + eps)
-    inv_std = 1.0 / std
-    x_hat = centered * inv_std
-    out = x_hat * gamma
-    if out.dtype == beta.dtype:
-        out += beta  # in place on the fresh product
+def _running_stat(xp, bn_param: dict, key: str, shape: tuple[int, ...], x: Array) -> Array:
+    value = bn_param.get(key)
+    if value is None:
+        return xp.zeros(shape, dtype=x.dtype, device=device(x))
+    return value
+
+
+def _batch_statistics_norm(caller: str, x: Array, gamma: Array, beta: Array, bn_param: dict,
+                           stat_axes: tuple[int, ...], param_work_shape: tuple[int, ...]
+                           ) -> tuple[Array, dict | None]:
+    """Batchnorm over ``stat_axes`` of ``x`` with running averages in ``bn_param``."""
+    xp = namespace_of(x, gamma, beta, caller=caller)
+    mode = checks.mode_of(bn_param, "bn_param", caller)
+    eps = bn_param.get("eps", 1e-5)
+    momentum = bn_param.get("momentum", 0.9)
+    stat_shape = tuple(gamma.shape)
+    running_mean = _running_stat(xp, bn_param, "running_mean", stat_shape, x)
+    running_var = _running_stat(xp, bn_param, "running_var", stat_shape, x)
+    if mode == "train":
+        out, cache, mean, var = normalization.forward(xp, x, gamma, beta, eps, stat_axes,
+                                                      tuple(x.shape), param_work_shape)
+        running_mean = momentum * running_mean + (1 - momentum) * xp.reshape(mean, stat_shape)
+        running_var = momentum * running_var + (1 - momentum) * xp.reshape(var, stat_shape)
     else:
-        out = out + beta
-    cache = {"x_hat": x_hat, "centered": centered, "std": std, "inv_std": inv_std,
-             "var": var, "gamma": gamma, "eps": eps, "axis": axis}
-    return out, cache, mean, var
-
-
-def _normalize_backward_graph(dout, cache):
-    """Walk the computational graph of :func:`_normalize` node by node."""
-    xp = namespace_of(dout, cache["x_hat"], caller="batchnorm_backward")
-    axis = cache["axis"]
-    x_hat, centered, std = cache["x_hat"], cache["centered"], cache["std"]
-    inv_std, var, gamma = cache["inv_std"], cache["var"], cache["gamma"]
-    n = x_hat.shape[axis]
-    dbeta = xp.sum(dout, axis=0)
-    dgamma = xp.sum(dout * x_hat, axis=0)
-    dx_hat = dout * gamma
-    # x_hat = centered * inv_std
-    dinv_std = xp.sum(dx_hat * centered, axis=axis, keepdims=True)
-    dcentered = dx_hat * inv_std
-    # inv_std = 1 / std ; std = sqrt(var + eps)
-    dstd = -dinv_std / (std * std)
-    dvar = dstd * 0.5 / xp.sqrt(var + cache["eps"])
-    # var = mean(centered ** 2)
-    dcentered = dcentered + (2.0 / n) * centered * dvar
-    # centered = x - mean ; mean = mean(x)
-    dmean = -xp.sum(dcentered, axis=axis, keepdims=True)
-    dx = dcentered + dmean / n
-    return dx, dgamma, dbeta
-
-
-def _normalize_backward_closed(dout, cache):
-    """The simplified closed form of the normalization gradient."""
-    xp = namespace_of(dout, cache["x_hat"], caller="batchnorm_backward_alt")
-    axis = cache["axis"]
-    x_hat = cache["x_hat"]
-    fused = kernels_for(xp).normalize_backward(dout, x_hat, cache["gamma"], cache["inv_std"],
-                                               axis)
-    if fused is not None:  # one kernel for the elementwise chain (CuPy)
-        return fused
-    n = x_hat.shape[axis]
-    dbeta = xp.sum(dout, axis=0)
-    dgamma = xp.sum(dout * x_hat, axis=0)
-    if axis == 0:
-        # batchnorm: gamma is constant along the batch, so the two batch means are
-        # gamma * dbeta / n and gamma * dgamma / n; with s = gamma * inv_std,
-        # dx = dout * s - x_hat * (s * dgamma / n) - s * dbeta / n: four passes, not seven
-        s = cache["gamma"] * cache["inv_std"]
-        dx = dout * s
-        proj = x_hat * (s * dgamma / n)
-        mean = s * dbeta / n
-        if dx.dtype == proj.dtype == mean.dtype:
-            dx -= proj
-            dx -= mean
-        else:
-            dx = dx - proj - mean
-        return dx, dgamma, dbeta
-    dx_hat = dout * cache["gamma"]
-    mean_dx_hat = xp.sum(dx_hat, axis=axis, keepdims=True) / n
-    mean_proj = xp.sum(dx_hat * x_hat, axis=axis, keepdims=True) / n
-    dx = (dx_hat - mean_dx_hat - x_hat * mean_proj) * cache["inv_std"]
-    return dx, dgamma, dbeta
+        out = normalization.apply_running(xp, x, gamma, beta, running_mean, running_var, eps,
+                                          tuple(x.shape), param_work_shape)
+        cache = None
+    bn_param["running_mean"] = running_mean
+    bn_param["running_var"] = running_var
+    return out, cache
 
 
 def batchnorm_forward(
@@ -251,30 +210,12 @@ def batchnorm_forward(
     cache : dict or None
         What the backward pass needs (None in test mode).
     """
-    xp = namespace_of(x, gamma, beta, caller="batchnorm_forward")
-    mode = _checks.mode_of(bn_param, "bn_param", "batchnorm_forward")
-    _checks.normalization_shapes(x, gamma, beta, "batchnorm_forward")
-    eps = bn_param.get("eps", 1e-5)
-    momentum = bn_param.get("momentum", 0.9)
-    d = x.shape[1]
-    running_mean = bn_param.get("running_mean")
-    running_var = bn_param.get("running_var")
-    if running_mean is None:
-        running_mean = xp.zeros((d,), dtype=x.dtype, device=device(x))
-    if running_var is None:
-        running_var = xp.zeros((d,), dtype=x.dtype, device=device(x))
-
-    if mode == "train":
-        out, cache, mean, var = _normalize(xp, x, gamma, beta, eps, axis=0)
-        running_mean = momentum * running_mean + (1 - momentum) * xp.reshape(mean, (d,))
-        running_var = momentum * running_var + (1 - momentum) * xp.reshape(var, (d,))
-    else:
-        out = gamma * (x - running_mean) / xp.sqrt(running_var + eps) + beta
-        cache = None
-
-    bn_param["running_mean"] = running_mean
-    bn_param["running_var"] = running_var
-    return out, cache
+    caller = "batchnorm_forward"
+    namespace_of(x, gamma, beta, caller=caller)
+    checks.ndim(x, 2, "x", "(N, D)", caller)
+    for name, arr in (("gamma", gamma), ("beta", beta)):
+        checks.param_shape(x, name, arr, (x.shape[1],), caller)
+    return _batch_statistics_norm(caller, x, gamma, beta, bn_param, (0,), (1, x.shape[1]))
 
 
 def batchnorm_backward(dout: Array, cache: dict) -> tuple[Array, Array, Array]:
@@ -282,8 +223,8 @@ def batchnorm_backward(dout: Array, cache: dict) -> tuple[Array, Array, Array]:
 
     Returns ``(dx, dgamma, dbeta)``.
     """
-    _checks.train_cache(cache, "batchnorm_backward")
-    return _normalize_backward_graph(dout, cache)
+    checks.train_cache(cache, "batchnorm_backward", "batchnorm_forward")
+    return normalization.backward_graph(dout, cache, "batchnorm_backward")
 
 
 def batchnorm_backward_alt(dout: Array, cache: dict) -> tuple[Array, Array, Array]:
@@ -292,8 +233,8 @@ def batchnorm_backward_alt(dout: Array, cache: dict) -> tuple[Array, Array, Arra
     Gives the same ``(dx, dgamma, dbeta)`` as :func:`batchnorm_backward` with
     fewer operations.
     """
-    _checks.train_cache(cache, "batchnorm_backward_alt")
-    return _normalize_backward_closed(dout, cache)
+    checks.train_cache(cache, "batchnorm_backward_alt", "batchnorm_forward")
+    return normalization.backward(dout, cache, "batchnorm_backward_alt")
 
 
 def layernorm_forward(
@@ -304,16 +245,21 @@ def layernorm_forward(
     Behaves the same at train and test time. ``ln_param`` may hold ``eps``
     (1e-5). Returns ``(out, cache)``.
     """
-    xp = namespace_of(x, gamma, beta, caller="layernorm_forward")
-    _checks.normalization_shapes(x, gamma, beta, "layernorm_forward")
+    caller = "layernorm_forward"
+    xp = namespace_of(x, gamma, beta, caller=caller)
+    checks.ndim(x, 2, "x", "(N, D)", caller)
+    for name, arr in (("gamma", gamma), ("beta", beta)):
+        checks.param_shape(x, name, arr, (x.shape[1],), caller)
     eps = (ln_param or {}).get("eps", 1e-5)
-    out, cache, _, _ = _normalize(xp, x, gamma, beta, eps, axis=1)
+    out, cache, _, _ = normalization.forward(xp, x, gamma, beta, eps, (1,), tuple(x.shape),
+                                             (1, x.shape[1]))
     return out, cache
 
 
 def layernorm_backward(dout: Array, cache: dict) -> tuple[Array, Array, Array]:
     """Backward pass of :func:`layernorm_forward`: ``(dx, dgamma, dbeta)``."""
-    return _normalize_backward_closed(dout, cache)
+    checks.train_cache(cache, "layernorm_backward", "layernorm_forward")
+    return normalization.backward(dout, cache, "layernorm_backward")
 
 
 # ---------------------------------------------------------------------------
@@ -339,8 +285,8 @@ def dropout_forward(x: Array, dropout_param: dict) -> tuple[Array, tuple]:
         ``(dropout_param, mask)``; mask is None where nothing was dropped.
     """
     xp = namespace_of(x, caller="dropout_forward")
-    mode = _checks.mode_of(dropout_param, "dropout_param", "dropout_forward")
-    p = _checks.keep_probability(dropout_param)
+    mode = checks.mode_of(dropout_param, "dropout_param", "dropout_forward")
+    p = checks.keep_probability(dropout_param)
     mask = None
     out = x
     if mode == "train" and p < 1:

@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ._fast import ops
 from .backend import namespace_of
+from .errors import InputError
 
 __all__ = ["sgd", "sgd_momentum", "rmsprop", "adam", "adagrad", "UPDATE_RULES", "get_update_rule"]
 
@@ -20,15 +22,16 @@ Config = dict
 
 
 def _state(xp, config: Config, key: str, w: Array) -> Array:
+    """``config[key]``, created as zeros like ``w`` on first use."""
     if config.get(key) is None:
-        config[key] = xp.zeros_like(w)
+        config[key] = (xp or namespace_of(w)).zeros_like(w)
     return config[key]
 
 
 def _setup(w, dw, config, caller, **defaults):
     xp = namespace_of(w, dw, caller=caller)
     if tuple(w.shape) != tuple(dw.shape):
-        raise ValueError(f"{caller}: dw has shape {tuple(dw.shape)} but w has {tuple(w.shape)}")
+        raise InputError(f"{caller}: dw has shape {tuple(dw.shape)} but w has {tuple(w.shape)}")
     config = {} if config is None else config
     for key, value in defaults.items():
         config.setdefault(key, value)
@@ -118,7 +121,7 @@ def get_update_rule(rule: str | Callable) -> Callable:
     if callable(rule):
         return rule
     if rule not in UPDATE_RULES:
-        raise ValueError(
+        raise InputError(
             f"unknown update_rule {rule!r}; expected one of {', '.join(UPDATE_RULES)} "
             "or a function rule(w, dw, config) -> (next_w, config)"
         )
@@ -131,52 +134,53 @@ def get_update_rule(rule: str | Callable) -> Callable:
 # The public rules above return new arrays and leave w untouched, as CS231n
 # users expect. The Solver owns its parameters and state, so it updates them in
 # place with these twins instead: same defaults, same state keys in config (so
-# checkpoints are unchanged) and no new arrays per step. The arithmetic comes
-# from the backend's kernels (xpnet.backend.kernels_for): the generic ones do
-# it in the same order as the rules above (the same results, bit for bit); the
-# NumPy, PyTorch and CuPy ones may fuse or reorder it (the same to rounding).
+# checkpoints are unchanged) and no new arrays per step. The arithmetic is the
+# registered operations' (xpnet._fast.ops): their references compute in the
+# same order as the rules above (the same results, bit for bit); a library's
+# fast path may fuse or reorder it within its declared tolerance.
 
-def _inplace_sgd(k, w, dw, config: Config) -> Config:
+def _inplace_sgd(w, dw, config: Config) -> Config:
     config.setdefault("learning_rate", 1e-2)
-    k.sgd_(w, dw, config["learning_rate"])
+    ops.sgd_(w, dw, config["learning_rate"])
     return config
 
 
-def _inplace_sgd_momentum(k, w, dw, config: Config) -> Config:
+def _inplace_sgd_momentum(w, dw, config: Config) -> Config:
     config.setdefault("learning_rate", 1e-2)
     config.setdefault("momentum", 0.9)
-    v = _state(k.xp, config, "velocity", w)
-    k.sgd_momentum_(w, dw, v, config["learning_rate"], config["momentum"])
+    v = _state(None, config, "velocity", w)
+    ops.sgd_momentum_(w, dw, v, config["learning_rate"], config["momentum"])
     return config
 
 
-def _inplace_rmsprop(k, w, dw, config: Config) -> Config:
+def _inplace_rmsprop(w, dw, config: Config) -> Config:
     config.setdefault("learning_rate", 1e-2)
     config.setdefault("decay_rate", 0.99)
     config.setdefault("epsilon", 1e-8)
-    cache = _state(k.xp, config, "cache", w)
-    k.rmsprop_(w, dw, cache, config["learning_rate"], config["decay_rate"], config["epsilon"])
+    cache = _state(None, config, "cache", w)
+    ops.rmsprop_(w, dw, cache, config["learning_rate"], config["decay_rate"],
+                 config["epsilon"])
     return config
 
 
-def _inplace_adam(k, w, dw, config: Config) -> Config:
+def _inplace_adam(w, dw, config: Config) -> Config:
     config.setdefault("learning_rate", 1e-3)
     config.setdefault("beta1", 0.9)
     config.setdefault("beta2", 0.999)
     config.setdefault("epsilon", 1e-8)
     config["t"] = config.get("t", 0) + 1
-    m = _state(k.xp, config, "m", w)
-    v = _state(k.xp, config, "v", w)
-    k.adam_(w, dw, m, v, config["learning_rate"], config["beta1"], config["beta2"],
-            config["epsilon"], config["t"])
+    m = _state(None, config, "m", w)
+    v = _state(None, config, "v", w)
+    ops.adam_(w, dw, m, v, config["learning_rate"], config["beta1"], config["beta2"],
+              config["epsilon"], config["t"])
     return config
 
 
-def _inplace_adagrad(k, w, dw, config: Config) -> Config:
+def _inplace_adagrad(w, dw, config: Config) -> Config:
     config.setdefault("learning_rate", 1e-2)
     config.setdefault("epsilon", 1e-8)
-    cache = _state(k.xp, config, "cache", w)
-    k.adagrad_(w, dw, cache, config["learning_rate"], config["epsilon"])
+    cache = _state(None, config, "cache", w)
+    ops.adagrad_(w, dw, cache, config["learning_rate"], config["epsilon"])
     return config
 
 
@@ -189,7 +193,7 @@ _INPLACE_TWINS: dict[Callable, Callable] = {
 }
 
 
-def inplace_update(rule: Callable, kernels: Any) -> Callable | None:
+def inplace_update(rule: Callable) -> Callable | None:
     """Solver-internal: ``f(w, dw, config) -> config`` updating ``w`` and the rule's
     state arrays in place, for the built-in ``rule``; None for any other rule.
 
@@ -202,8 +206,8 @@ def inplace_update(rule: Callable, kernels: Any) -> Callable | None:
 
     def update(w: Array, dw: Array, config: Config) -> Config:
         if w.shape != dw.shape:
-            raise ValueError(f"{rule.__name__}: dw has shape {tuple(dw.shape)} but w has "
+            raise InputError(f"{rule.__name__}: dw has shape {tuple(dw.shape)} but w has "
                              f"{tuple(w.shape)}")
-        return twin(kernels, w, dw, config)
+        return twin(w, dw, config)
 
     return update

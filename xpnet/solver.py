@@ -16,17 +16,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from . import _checks, optim
+from . import checkpoint, optim
+from ._ops import checks
 from .backend import Backend, backend_of, get_backend, to_numpy
-from .checkpoint import load_arrays, save_arrays
+from .errors import CheckpointError, InputError, MissingKeyError, TrainingDivergedError
 
 __all__ = ["Solver", "TrainingDivergedError"]
 
 _DATA_KEYS = ("X_train", "y_train", "X_val", "y_val")
-
-
-class TrainingDivergedError(FloatingPointError):
-    """The training loss became NaN or infinite."""
 
 
 class Solver:
@@ -58,7 +55,9 @@ class Solver:
         Print (and fetch the losses from the device) every this many iterations.
     verbose : bool
     seed : int, optional
-        Seeds the backend's random stream (minibatches, dropout, subsamples).
+        Seeds the Solver's own random stream (minibatches, dropout masks,
+        accuracy subsamples); default fresh entropy. Two Solvers never share a
+        stream, in one thread or several.
     callback : callable, optional
         ``callback(solver, event)`` with event ``'iteration'`` after every
         step and ``'epoch'`` after every accuracy check; for progress bars.
@@ -87,21 +86,21 @@ class Solver:
         self.update_rule_name = update_rule if isinstance(update_rule, str) else None
         self.update_rule = optim.get_update_rule(update_rule)
         # built-in rules update the Solver's own copies of the parameters in place
-        self._inplace_update = optim.inplace_update(self.update_rule, self.backend.kernels)
+        self._inplace_update = optim.inplace_update(self.update_rule)
         self._inplace_for = self.update_rule
         self._owned: dict[str, Any] = {}
         self.optim_config = dict(optim_config or {})
         self.lr_decay = lr_decay
-        self.batch_size = _positive_int(batch_size, "batch_size")
-        self.num_epochs = _positive_int(num_epochs, "num_epochs")
+        self.batch_size = checks.positive_int(batch_size, "batch_size", "Solver")
+        self.num_epochs = checks.positive_int(num_epochs, "num_epochs", "Solver")
         self.num_train_samples = num_train_samples
         self.num_val_samples = num_val_samples
         self.checkpoint_name = checkpoint_name
-        self.print_every = _positive_int(print_every, "print_every")
+        self.print_every = checks.positive_int(print_every, "print_every", "Solver")
         self.verbose = verbose
         self.callback = callback
-        if seed is not None:
-            self.backend.seed(seed)
+        #: the Solver's own random stream (active while it trains or evaluates)
+        self.random = self.backend.new_stream(seed)
 
         self.X_train, self.y_train, self.X_val, self.y_val = self._put_data(data)
         self._reset()
@@ -110,7 +109,7 @@ class Solver:
     def _put_data(self, data: dict) -> tuple:
         missing = [k for k in _DATA_KEYS if k not in data]
         if missing:
-            raise KeyError(f"Solver: data is missing {', '.join(missing)}")
+            raise MissingKeyError(f"Solver: data is missing {', '.join(missing)}")
         be = self.backend
         num_classes = getattr(self.model, "num_classes", None)
         dtype = getattr(self.model, "dtype", None)
@@ -119,15 +118,15 @@ class Solver:
             X = be.asarray(data[f"X_{split}"])
             y = be.asarray(data[f"y_{split}"])
             if y.ndim != 1 or X.shape[0] != y.shape[0]:
-                raise ValueError(
+                raise InputError(
                     f"Solver: X_{split} has {X.shape[0]} samples but y_{split} has shape "
-                    f"{_checks.shape_str(y.shape)}; they must match"
+                    f"{checks.shape_str(y.shape)}; they must match"
                 )
             if X.shape[0] == 0:
-                raise ValueError(f"Solver: X_{split} is empty")
-            _checks.check_label_dtype(be.xp, y, f"Solver (y_{split})")
+                raise InputError(f"Solver: X_{split} is empty")
+            checks.check_label_dtype(be.xp, y, f"Solver (y_{split})")
             if num_classes is not None:
-                _checks.check_label_range(be.xp, y, num_classes, f"Solver (y_{split})")
+                checks.check_label_range(be.xp, y, num_classes, f"Solver (y_{split})")
             if dtype is not None and X.dtype != dtype:
                 X = be.xp.astype(X, dtype)
             arrays += [X, y]
@@ -138,6 +137,7 @@ class Solver:
         self.iteration = 0
         self.best_val_acc = 0.0
         self.best_params: dict[str, Any] = {}
+        self.best_buffers: dict[str, Any] = {}
         self._loss_history: list[float] = []
         self._pending_losses: list[Any] = []
         self.train_acc_history: list[float] = []
@@ -168,15 +168,15 @@ class Solver:
 
     # -- training ----------------------------------------------------------------
     def _step(self) -> None:
-        be, xp = self.backend, self.backend.xp
-        idx = be.random_integers(self.X_train.shape[0], self.batch_size)
+        xp = self.backend.xp
+        idx = self.random.integers(self.X_train.shape[0], self.batch_size)
         X_batch = xp.take(self.X_train, idx, axis=0)
         y_batch = xp.take(self.y_train, idx, axis=0)
         loss, grads = self.model.loss(X_batch, y_batch)
         self._pending_losses.append(loss)
         params = self.model.params
         if self.update_rule is not self._inplace_for:  # a rule assigned after __init__
-            self._inplace_update = optim.inplace_update(self.update_rule, self.backend.kernels)
+            self._inplace_update = optim.inplace_update(self.update_rule)
             self._inplace_for = self.update_rule
         update = self._inplace_update
         if update is not None:
@@ -227,7 +227,7 @@ class Solver:
         A Ctrl-C finishes the current step, saves ``{checkpoint_name}_interrupted.npz``
         when checkpointing, and then raises ``KeyboardInterrupt``.
         """
-        with _DeferredInterrupt() as interrupt:
+        with _DeferredInterrupt() as interrupt, self.random.active():
             while self.iteration < self.num_iterations:
                 t = self.iteration
                 self._step()
@@ -269,6 +269,8 @@ class Solver:
             self.best_val_acc = max(val_acc, self.best_val_acc)
             xp = self.backend.xp
             self.best_params = {k: xp.asarray(v, copy=True) for k, v in self.model.params.items()}
+            self.best_buffers = {k: xp.asarray(v, copy=True)
+                                 for k, v in _buffers(self.model).items()}
         if self.callback is not None:
             self.callback(self, "epoch")
         if self.checkpoint_name and self.iteration % self.iterations_per_epoch == 0 \
@@ -296,7 +298,7 @@ class Solver:
         X, y = be.asarray(X), be.asarray(y)
         n = X.shape[0]
         if num_samples is not None and n > num_samples:
-            idx = be.random_integers(n, num_samples)
+            idx = self.random.integers(n, num_samples)
             X, y = xp.take(X, idx, axis=0), xp.take(y, idx, axis=0)
             n = num_samples
         correct = None
@@ -309,13 +311,14 @@ class Solver:
 
     # -- checkpoints -----------------------------------------------------------------
     def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Everything needed to resume: ``(host arrays, JSON metadata)``."""
+        """Everything needed to resume: ``(host arrays, header)`` of a checkpoint file
+        (see :mod:`xpnet.checkpoint`)."""
         self._flush_losses()
-        arrays: dict[str, Any] = {}
-        for name, value in self.model.params.items():
-            arrays[f"params/{name}"] = to_numpy(value)
-        for name, value in self.best_params.items():
-            arrays[f"best_params/{name}"] = to_numpy(value)
+        model = self.model
+        arrays: dict[str, Any] = {f"params/{k}": to_numpy(v) for k, v in model.params.items()}
+        arrays.update({f"buffers/{k}": to_numpy(v) for k, v in _buffers(model).items()})
+        arrays.update({f"best/params/{k}": to_numpy(v) for k, v in self.best_params.items()})
+        arrays.update({f"best/buffers/{k}": to_numpy(v) for k, v in self.best_buffers.items()})
         scalars: dict[str, dict[str, Any]] = {}
         for name, config in self.optim_configs.items():
             scalars[name] = {}
@@ -324,73 +327,81 @@ class Solver:
                     scalars[name][key] = value
                 else:
                     arrays[f"optim/{name}/{key}"] = to_numpy(value)
-        for i, bn_param in enumerate(getattr(self.model, "bn_params", [])):
-            for key in ("running_mean", "running_var"):
-                if bn_param.get(key) is not None:
-                    arrays[f"bn/{i}/{key}"] = to_numpy(bn_param[key])
         meta = {
-            "format": "xpnet-solver-checkpoint/1",
-            "model": type(self.model).__name__,
-            "param_shapes": {k: list(v.shape) for k, v in self.model.params.items()},
-            "update_rule": self.update_rule_name,
-            "optim_scalars": scalars,
-            "lr_decay": self.lr_decay,
-            "batch_size": self.batch_size,
-            "num_epochs": self.num_epochs,
-            "epoch": self.epoch,
-            "iteration": self.iteration,
-            "best_val_acc": self.best_val_acc,
-            "loss_history": self._loss_history,
-            "train_acc_history": self.train_acc_history,
-            "val_acc_history": self.val_acc_history,
-            "rng_state": self.backend.rng_state(),
+            "model": _model_meta(model),
+            "solver": {
+                "update_rule": self.update_rule_name,
+                "optim_scalars": scalars,
+                "lr_decay": self.lr_decay,
+                "batch_size": self.batch_size,
+                "num_epochs": self.num_epochs,
+                "epoch": self.epoch,
+                "iteration": self.iteration,
+                "best_val_acc": self.best_val_acc,
+                "loss_history": self._loss_history,
+                "train_acc_history": self.train_acc_history,
+                "val_acc_history": self.val_acc_history,
+            },
+            "rng": self.random.state(),
         }
         return arrays, meta
 
     def save_checkpoint(self, path: str) -> str:
         """Write the solver's state to ``path`` (``.npz``) atomically."""
         arrays, meta = self.state()
-        return str(save_arrays(path, arrays, meta))
+        return str(checkpoint.write(path, arrays, meta, "solver"))
 
     def load_checkpoint(self, path: str) -> None:
         """Restore a state saved by :meth:`save_checkpoint`; ``train()`` then resumes.
 
+        Reads every format version (see :mod:`xpnet.checkpoint`).
+
         Raises
         ------
-        ValueError
-            When the checkpoint was made for a model of another architecture.
+        CheckpointError
+            When the file cannot be read, is not a Solver checkpoint, or was
+            made for a model of another architecture.
         """
-        arrays, meta = load_arrays(path)
-        shapes = {k: list(v.shape) for k, v in self.model.params.items()}
-        if meta.get("param_shapes") != shapes:
-            raise ValueError(
-                f"checkpoint {path} holds a model with parameters {meta.get('param_shapes')} "
-                f"but this model has {shapes}; build the model with the same architecture"
-            )
+        arrays, meta = checkpoint.read(path)
+        if meta["kind"] != "solver" or not isinstance(meta.get("solver"), dict):
+            raise CheckpointError(f"{path} holds a saved model, not a Solver checkpoint; "
+                                  "load it with xpnet.load_model instead")
+        source = f"checkpoint {path}"
+        checkpoint.load_state(self.model, arrays, source=source)
         be = self.backend
-        for name in shapes:
-            self.model.params[name] = be.asarray(arrays[f"params/{name}"])
-        self.best_params = {name: be.asarray(arrays[f"best_params/{name}"])
-                            for name in shapes if f"best_params/{name}" in arrays}
+        self._owned = {}
+        self.best_params = {k: be.asarray(v)
+                            for k, v in checkpoint.split(arrays, "best/params/").items()}
+        self.best_buffers = {k: be.asarray(v)
+                             for k, v in checkpoint.split(arrays, "best/buffers/").items()}
+        state = meta["solver"]
         self.optim_configs = {}
-        for name, scalars in meta["optim_scalars"].items():
+        for name, scalars in state["optim_scalars"].items():
             config = dict(scalars)
-            for key, value in arrays.items():
-                if key.startswith(f"optim/{name}/"):
-                    config[key.rsplit("/", 1)[1]] = be.asarray(value)
+            config.update({k: be.asarray(v)
+                           for k, v in checkpoint.split(arrays, f"optim/{name}/").items()})
             self.optim_configs[name] = config
-        for i, bn_param in enumerate(getattr(self.model, "bn_params", [])):
-            for key in ("running_mean", "running_var"):
-                if f"bn/{i}/{key}" in arrays:
-                    bn_param[key] = be.asarray(arrays[f"bn/{i}/{key}"])
-        self.epoch = meta["epoch"]
-        self.iteration = meta["iteration"]
-        self.best_val_acc = meta["best_val_acc"]
-        self._loss_history = list(meta["loss_history"])
+        self.epoch = state["epoch"]
+        self.iteration = state["iteration"]
+        self.best_val_acc = state["best_val_acc"]
+        self._loss_history = list(state["loss_history"])
         self._pending_losses = []
-        self.train_acc_history = list(meta["train_acc_history"])
-        self.val_acc_history = list(meta["val_acc_history"])
-        self.backend.set_rng_state(meta["rng_state"])
+        self.train_acc_history = list(state["train_acc_history"])
+        self.val_acc_history = list(state["val_acc_history"])
+        if meta.get("rng"):
+            self.random.set_state(meta["rng"])
+
+
+def _buffers(model: Any) -> dict[str, Any]:
+    """A model's buffers (none for a model without the protocol's ``buffers``)."""
+    return dict(getattr(model, "buffers", None) or {})
+
+
+def _model_meta(model: Any) -> dict[str, Any]:
+    try:
+        return checkpoint.model_meta(model)
+    except (AttributeError, NotImplementedError):  # a duck-typed model: no config
+        return {"class": f"{type(model).__module__}.{type(model).__qualname__}", "config": None}
 
 
 def _backend_of_model(model: Any) -> Backend:
@@ -398,12 +409,6 @@ def _backend_of_model(model: Any) -> Backend:
     if backend is not None:
         return get_backend(backend)
     return backend_of(next(iter(model.params.values())))
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Solver: {name} must be a positive integer, got {value!r}")
-    return value
 
 
 class _DeferredInterrupt:

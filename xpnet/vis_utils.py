@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from .backend import to_numpy
-from .checkpoint import atomic_write
+from .errors import InputError
+from .files import atomic_write
 
 __all__ = [
     "first_layer_images",
@@ -51,10 +52,10 @@ def visualize_grid(Xs: Any, ubound: float = 255.0, padding: int = 1) -> np.ndarr
     if Xs.ndim == 3:
         Xs = Xs[..., np.newaxis]
     if Xs.ndim != 4:
-        raise ValueError(f"visualize_grid: Xs must have shape (N, H, W, C) or (N, H, W), "
+        raise InputError(f"visualize_grid: Xs must have shape (N, H, W, C) or (N, H, W), "
                          f"got {Xs.shape}")
     if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ValueError(f"visualize_grid: padding must be a non-negative integer, "
+        raise InputError(f"visualize_grid: padding must be a non-negative integer, "
                          f"got {padding!r}")
     N, H, W, C = Xs.shape
     grid_size = math.ceil(math.sqrt(N))
@@ -89,7 +90,7 @@ def first_layer_images(W1: Any, image_shape: Sequence[int]) -> np.ndarray:
     W1 = to_numpy(W1)
     shape = tuple(int(s) for s in image_shape)
     if W1.ndim != 2 or W1.shape[0] != math.prod(shape):
-        raise ValueError(f"first_layer_images: W1 must have shape ({math.prod(shape)}, H) "
+        raise InputError(f"first_layer_images: W1 must have shape ({math.prod(shape)}, H) "
                          f"for images of shape {shape}, got {W1.shape}")
     images = W1.T.reshape(W1.shape[1], *shape)
     if len(shape) == 3:

@@ -8,11 +8,12 @@ training time, with ``grads`` keyed like ``params``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .. import _checks
-from ..backend import Backend, get_backend, namespace_of
+from .._ops import checks
+from ..backend import Backend, dtype_name, get_backend, namespace_of
+from ..errors import InputError
 from ..layer_utils import (
     affine_bn_relu_backward,
     affine_bn_relu_forward,
@@ -32,6 +33,7 @@ from ..layers import (
     relu_backward,
     softmax_loss,
 )
+from ..nn.model import Model
 
 __all__ = ["FullyConnectedNet", "TwoLayerNet", "NORMALIZATIONS"]
 
@@ -49,7 +51,7 @@ _HIDDEN_BACKWARD = {
 }
 
 
-class FullyConnectedNet:
+class FullyConnectedNet(Model):
     """A fully-connected network of any depth with ReLU, softmax loss and L2.
 
     Parameters
@@ -89,13 +91,20 @@ class FullyConnectedNet:
         *,
         backend: str | Backend | Any = None,
     ) -> None:
-        self.normalization = _checks.choice(normalization, NORMALIZATIONS, "normalization")
+        caller = type(self).__name__
+        self.normalization = checks.choice(normalization, NORMALIZATIONS, "normalization",
+                                           caller)
+        checks.keep_ratio(dropout_keep_ratio, "dropout_keep_ratio", caller)
         self.use_dropout = dropout_keep_ratio != 1
-        _checks.keep_probability({"p": dropout_keep_ratio})
+        checks.positive_int(input_dim, "input_dim", caller)
+        checks.positive_int(num_classes, "num_classes", caller)
+        for h in hidden_dims:
+            checks.positive_int(h, "every entry of hidden_dims", caller)
         dims = [int(input_dim), *(int(h) for h in hidden_dims), int(num_classes)]
-        if any(d < 1 for d in dims):
-            raise ValueError(f"layer sizes must be positive integers, got {dims}")
         self.reg = reg
+        self.weight_scale = weight_scale
+        self.seed = seed
+        self.dropout_keep_ratio = dropout_keep_ratio
         self.num_layers = len(dims) - 1
         self.num_classes = int(num_classes)
         self.backend = get_backend(backend)
@@ -129,15 +138,55 @@ class FullyConnectedNet:
                 self.params[f"beta{i + 1}"] = xp.zeros((dims[i + 1],), dtype=self.dtype,
                                                        device=be.device)
 
-    # -- inputs ----------------------------------------------------------------
-    def _device_params(self) -> dict[str, Any]:
-        """``self.params``, after moving any host arrays a user assigned to the device."""
-        be = self.backend
-        for name, value in self.params.items():
-            if not be.owns(value):
-                self.params[name] = be.asarray(value)
-        return self.params
+    # -- the model protocol ----------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        """What rebuilds this network (see :class:`xpnet.nn.Model`)."""
+        dims = [self.params[f"W{i}"].shape[1] for i in range(1, self.num_layers)]
+        return {"hidden_dims": [int(d) for d in dims],
+                "input_dim": int(self.params["W1"].shape[0]),
+                "num_classes": self.num_classes,
+                "dropout_keep_ratio": self.dropout_keep_ratio,
+                "normalization": self.normalization, "reg": self.reg,
+                "weight_scale": self.weight_scale, "dtype": dtype_name(self.dtype),
+                "seed": self.dropout_param.get("seed") if self.use_dropout else self.seed}
 
+    @property
+    def buffers(self) -> dict[str, Any]:
+        """Batchnorm running statistics: ``running_mean{i}``, ``running_var{i}``."""
+        out = {}
+        if self.normalization == "batchnorm":
+            for i, bn_param in enumerate(self.bn_params, start=1):
+                for key in ("running_mean", "running_var"):
+                    if bn_param.get(key) is not None:
+                        out[f"{key}{i}"] = bn_param[key]
+        return out
+
+    def load_buffers(self, buffers: Mapping[str, Any]) -> None:
+        names = {f"{key}{i}": (i, key) for i in range(1, len(self.bn_params) + 1)
+                 for key in ("running_mean", "running_var")} \
+            if self.normalization == "batchnorm" else {}
+        for name, value in buffers.items():
+            if name not in names:
+                raise InputError(f"{type(self).__name__} has no buffer {name!r}; it has "
+                                 f"{', '.join(names) or 'none'}")
+            i, key = names[name]
+            width = self.params[f"gamma{i}"].shape[0]
+            if tuple(value.shape) != (width,):
+                raise InputError(f"buffer {name} must have shape ({width},), got "
+                                 f"{tuple(value.shape)}")
+            self.bn_params[i - 1][key] = self.backend.asarray(value)
+
+    def set_mode(self, mode: str) -> None:
+        """'train' or 'test': dropout and batchnorm behaviour."""
+        super().set_mode(mode)
+        if self.use_dropout:
+            self.dropout_param["mode"] = mode
+        if self.normalization == "batchnorm":
+            for bn_param in self.bn_params:
+                bn_param["mode"] = mode
+
+    # -- inputs ----------------------------------------------------------------
     def _inputs(self, X: Any, compute_dtype: Any) -> Any:
         X = self.backend.asarray(X)
         if X.dtype != compute_dtype:
@@ -148,13 +197,13 @@ class FullyConnectedNet:
         be = self.backend
         y = be.asarray(y)
         if y.ndim != 1 or y.shape[0] != n:
-            raise ValueError(
+            raise InputError(
                 f"loss: y must have shape ({n},) to match the {n} samples of X, "
-                f"got {_checks.shape_str(y.shape)}"
+                f"got {checks.shape_str(y.shape)}"
             )
-        _checks.check_label_dtype(be.xp, y, "loss")
+        checks.check_label_dtype(be.xp, y, "loss")
         if be.synchronous:
-            _checks.check_label_range(be.xp, y, self.num_classes, "loss")
+            checks.check_label_range(be.xp, y, self.num_classes, "loss")
         return y
 
     # -- forward and backward --------------------------------------------------
@@ -174,14 +223,9 @@ class FullyConnectedNet:
         loss, grads : 0-D array, dict
             Otherwise; ``grads[k]`` is the gradient for ``params[k]``.
         """
-        params = self._device_params()
+        params = self.device_params()
         X = self._inputs(X, params["W1"].dtype)
-        mode = "test" if y is None else "train"
-        if self.use_dropout:
-            self.dropout_param["mode"] = mode
-        if self.normalization == "batchnorm":
-            for bn_param in self.bn_params:
-                bn_param["mode"] = mode
+        self.set_mode("test" if y is None else "train")
 
         hidden = _HIDDEN_FORWARD[self.normalization]
         caches = []
@@ -274,3 +318,11 @@ class TwoLayerNet(FullyConnectedNet):
         super().__init__([hidden_dim], input_dim=input_dim, num_classes=num_classes,
                          reg=reg, weight_scale=weight_scale, dtype=dtype, seed=seed,
                          backend=backend)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """What rebuilds this network (see :class:`xpnet.nn.Model`)."""
+        return {"input_dim": int(self.params["W1"].shape[0]),
+                "hidden_dim": int(self.params["W1"].shape[1]),
+                "num_classes": self.num_classes, "weight_scale": self.weight_scale,
+                "reg": self.reg, "dtype": dtype_name(self.dtype), "seed": self.seed}

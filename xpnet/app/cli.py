@@ -11,31 +11,35 @@ Examples
     xpnet train --hidden 100 100 --normalization layernorm --keep-ratio 0.8 --epochs 5
     xpnet train --resume runs/20250101-120000  # continue after Ctrl-C
 
-Errors in what the user gave (options, data, run folders, checkpoints) end the
-command with one line ``xpnet: error: ...`` on stderr and exit status 2; a
-failed gradient check exits with 1; Ctrl-C during training saves a checkpoint
-and exits with 130.
+Every :class:`~xpnet.errors.XpnetError` (bad options, data, run folders,
+checkpoints, backends) and every operating-system error (a full disk, a
+missing permission) ends the command with one line ``xpnet: error: ...`` on
+stderr and exit status 2. A training run that diverges and a failed gradient
+check exit with 1 (the command was right, the result is not); Ctrl-C during
+training saves a checkpoint and exits with 130. Any other exception is a bug
+in xpnet and keeps its traceback; ``--debug`` shows tracebacks for everything.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from . import __version__
-from .backend import BackendError
-from .checkpoint import CheckpointError
-from .data_utils import DataError
+from .. import optim
+from .._version import __version__
+from ..backend import BACKEND_NAMES
+from ..errors import RunError, TrainingDivergedError, XpnetError
 from .presets import PRESETS
-from .runs import RunError
-from .solver import TrainingDivergedError
+from .train import NORMALIZATION_CHOICES
 
 __all__ = ["build_parser", "main"]
 
+_BACKEND_HELP = (f"{', '.join(BACKEND_NAMES)} or auto (default: $XPNET_BACKEND, else auto)")
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-_USER_ERRORS = (DataError, CheckpointError, BackendError, RunError, ValueError)
 _TRAIN_KEYS = (
     "hidden", "normalization", "keep_ratio", "update_rule", "learning_rate", "lr_decay",
     "reg", "weight_scale", "epochs", "batch_size", "seed", "preset", "dataset",
@@ -77,7 +81,7 @@ def _add_train(sub: Any) -> None:
     model = p.add_argument_group("model")
     model.add_argument("--hidden", type=int, nargs="+", metavar="H",
                        help=f"hidden layer sizes ({_presets_help('hidden')})")
-    model.add_argument("--normalization", choices=("none", "batchnorm", "layernorm"),
+    model.add_argument("--normalization", choices=NORMALIZATION_CHOICES,
                        help=f"({_presets_help('normalization')})")
     model.add_argument("--keep-ratio", "--dropout-keep-ratio", dest="keep_ratio", type=float,
                        metavar="P", help="dropout: probability of KEEPING a unit, in (0, 1]; "
@@ -86,8 +90,7 @@ def _add_train(sub: Any) -> None:
     model.add_argument("--weight-scale", type=float, metavar="STD",
                        help=f"std of the initial weights ({_presets_help('weight_scale')})")
     opt = p.add_argument_group("optimization")
-    opt.add_argument("--update-rule", choices=("sgd", "sgd_momentum", "rmsprop", "adam",
-                                               "adagrad"),
+    opt.add_argument("--update-rule", choices=tuple(optim.UPDATE_RULES),
                      help=f"({_presets_help('update_rule')})")
     opt.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, metavar="LR",
                      help=f"learning rate ({_presets_help('learning_rate')})")
@@ -119,9 +122,7 @@ def _add_train(sub: Any) -> None:
                      help="the new run's folder (default: runs/<timestamp>)")
     run.add_argument("--resume", metavar="RUN",
                      help="continue the run in folder RUN from its latest checkpoint")
-    run.add_argument("--backend", metavar="NAME",
-                     help="numpy, torch, cupy, array_api_strict or auto (default: "
-                          "$XPNET_BACKEND, else auto)")
+    run.add_argument("--backend", metavar="NAME", help=_BACKEND_HELP)
     run.add_argument("-q", "--quiet", action="store_true", default=None,
                      help="no progress bar (the epoch lines stay)")
 
@@ -131,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="xpnet", description="CS231n-style fully-connected nets on any "
                                                "Array API backend.")
     parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of every error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_train(sub)
     sub.add_parser("info", help="backends, devices and library versions",
@@ -140,8 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Compare every layer's analytic gradients, and those of "
                                       "small FullyConnectedNets, with numerical ones in "
                                       "float64; exit 1 if any check fails.")
-    grad.add_argument("--backend", metavar="NAME",
-                      help="backend to check (default: $XPNET_BACKEND, else auto)")
+    grad.add_argument("--backend", metavar="NAME", help=_BACKEND_HELP)
     return parser
 
 
@@ -169,15 +171,15 @@ def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _info() -> int:
-    from .sysinfo import environment_report
+    from .info import environment_report
 
     print(environment_report(), flush=True)
     return EXIT_OK
 
 
 def _gradcheck(args: argparse.Namespace) -> int:
-    from .backend import get_backend
-    from .selfcheck import format_table, run_gradient_checks
+    from ..backend import get_backend
+    from .gradcheck import format_table, run_gradient_checks
 
     backend = get_backend(args.backend)
     results = run_gradient_checks(backend)
@@ -187,6 +189,13 @@ def _gradcheck(args: argparse.Namespace) -> int:
 
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
+
+
+def _report(err: BaseException, debug: bool, message: str | None = None) -> None:
+    """The one-line error; with ``--debug`` the traceback first."""
+    if debug:
+        traceback.print_exception(err, file=sys.stderr)
+    print(f"xpnet: error: {_one_line(err) if message is None else message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -213,14 +222,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _info()
         return _gradcheck(args)
     except TrainingDivergedError as err:
-        print(f"xpnet: error: {_one_line(err)}", file=sys.stderr)
+        _report(err, args.debug)
         return EXIT_FAILED
-    except _USER_ERRORS as err:
-        print(f"xpnet: error: {_one_line(err)}", file=sys.stderr)
+    except XpnetError as err:
+        _report(err, args.debug)
         return EXIT_USAGE
     except OSError as err:
         where = f"{err.filename}: " if err.filename else ""
-        print(f"xpnet: error: {where}{err.strerror or err}", file=sys.stderr)
+        _report(err, args.debug, f"{where}{err.strerror or err}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("xpnet: interrupted", file=sys.stderr)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._ops import checks
+
 __all__ = ["PRESETS", "TRAINING_OPTIONS", "preset_options"]
 
 #: The options of a training run and the values of the ``default`` preset.
@@ -52,9 +54,8 @@ def preset_options(name: str) -> dict[str, Any]:
 
     Raises
     ------
-    ValueError
+    InputError
         For an unknown preset.
     """
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
+    checks.choice(name, tuple(PRESETS), "preset")
     return {k: (list(v) if isinstance(v, list) else v) for k, v in PRESETS[name].items()}

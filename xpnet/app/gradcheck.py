@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from . import gradient_check, layer_utils, layers
-from .backend import Backend, get_backend, to_numpy
-from .classifiers import fc_net
+from .. import gradient_check, layer_utils, layers
+from ..backend import Backend, get_backend, to_numpy
+from ..classifiers import fc_net
 
 __all__ = ["CheckResult", "format_table", "run_gradient_checks", "CHECK_NAMES"]
 

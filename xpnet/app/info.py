@@ -14,11 +14,13 @@ import sys
 import warnings
 from importlib import metadata
 
-from . import __version__
-from .backend import BACKEND_NAMES, BackendError, backend_problem, get_backend
-from .data_utils import BATCHES_DIRNAME, default_data_dir
+from .._fast import describe_fast_paths
+from .._version import __version__
+from ..backend import BACKEND_NAMES, backend_problem, get_backend
+from ..data_utils import BATCHES_DIRNAME, default_data_dir
+from ..errors import BackendError
 
-__all__ = ["backend_report", "environment_report", "library_versions"]
+__all__ = ["backend_report", "environment_report", "fast_path_lines", "library_versions"]
 
 #: Distributions reported by ``xpnet info`` (name shown, distribution names to try).
 _LIBRARIES = (
@@ -68,6 +70,15 @@ def backend_report() -> list[tuple[str, bool, str]]:
     return rows
 
 
+def fast_path_lines(name: str) -> list[str]:
+    """One line per registered fast path of backend ``name`` (none: the references)."""
+    rows = describe_fast_paths(name)
+    if not rows:
+        return [f"  {name:<17} none: every operation runs its Array API reference"]
+    return [f"  {name:<17} {op:<19} {tolerance:<34} {summary}"
+            for op, tolerance, summary in rows]
+
+
 def environment_report() -> str:
     """The text ``xpnet info`` prints."""
     lines = [f"xpnet {__version__} on Python {platform.python_version()} "
@@ -85,6 +96,10 @@ def environment_report() -> str:
               "", "libraries:"]
     for lib, version in library_versions().items():
         lines.append(f"  {lib:<17} {version or 'not installed'}")
+    lines += ["", "fast paths (the rest runs the Array API reference; "
+                  "xpnet.fast_paths_disabled() turns them off):"]
+    for name, usable, _ in report:
+        lines += fast_path_lines(name) if usable else []
     data_dir = default_data_dir()
     found = (data_dir / BATCHES_DIRNAME).is_dir()
     lines += ["", f"data folder: {data_dir} (XPNET_DATA_DIR); CIFAR-10 "

@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from . import data_utils
-from .data_utils import DataError
+from .. import data_utils
+from .._ops import checks
+from ..errors import DataError, InputError
 
 __all__ = [
     "DATASETS",
@@ -80,10 +81,8 @@ class Dataset:
 def _sizes(requested: tuple[int | None, int | None, int | None],
            defaults: tuple[int, int, int]) -> tuple[int, int, int]:
     sizes = tuple(d if r is None else r for r, d in zip(requested, defaults, strict=True))
-    for name, value in zip(("--num-train", "--num-val", "--num-test"), sizes, strict=True):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return sizes  # type: ignore[return-value]
+    return tuple(checks.positive_int(value, name) for name, value in  # type: ignore[return-value]
+                 zip(("--num-train", "--num-val", "--num-test"), sizes, strict=True))
 
 
 def _scale_by_std(data: dict[str, np.ndarray]) -> float:
@@ -109,7 +108,7 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = Tru
     ------
     DataError
         When the data is missing and cannot be downloaded, or is damaged.
-    ValueError
+    InputError
         For split sizes that are not positive or exceed the data.
     """
     num_train, num_val, num_test = _sizes(sizes, CIFAR10_SPLITS)
@@ -173,13 +172,13 @@ def load_digits(sizes: tuple[int | None, int | None, int | None] = (None, None, 
     ------
     DataError
         When scikit-learn is not installed.
-    ValueError
+    InputError
         When the split sizes do not fit in 1797 images.
     """
     num_train, num_val, num_test = _sizes(sizes, DIGITS_SPLITS)
     X, y = _digits_arrays()
     if num_train + num_val + num_test > len(X):
-        raise ValueError(f"--num-train + --num-val + --num-test must be at most {len(X)} for "
+        raise InputError(f"--num-train + --num-val + --num-test must be at most {len(X)} for "
                          f"the digits data set, got {num_train} + {num_val} + {num_test}")
     order = np.random.default_rng(_DIGITS_SPLIT_SEED).permutation(len(X))
     X = X[order].astype(np.float32).reshape(-1, 8, 8)
@@ -231,11 +230,10 @@ def load_dataset(name: str = "auto", data_dir: str | os.PathLike | None = None,
     ------
     DataError
         For 'cifar10' when the data is unavailable; for 'digits' without scikit-learn.
-    ValueError
+    InputError
         For an unknown name or bad split sizes.
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; expected one of {', '.join(DATASETS)}")
+    checks.choice(name, DATASETS, "data set")
     if name == "digits":
         return load_digits(sizes)
     try:

@@ -8,14 +8,15 @@ A run folder holds
 ``history.json``
     Losses, accuracies, timings, the test accuracy and the run's status.
 ``best_model.npz``
-    The parameters with the best validation accuracy (plus the batchnorm
-    running statistics of that moment), rewritten whenever the best improves.
+    The model with the best validation accuracy (class, config, parameters and
+    buffers of that moment, in :mod:`xpnet.checkpoint`'s format, so
+    ``xpnet.load_model`` rebuilds it), rewritten whenever the best improves.
 ``checkpoint_epoch_{n}.npz`` / ``checkpoint_interrupted.npz``
     Solver checkpoints (only the latest epoch's is kept).
 ``curves.png`` / ``first_layer_weights.png``
     Plots written at the end.
 
-Every file is written atomically (:func:`xpnet.checkpoint.atomic_write`), so a
+Every file is written atomically (:func:`xpnet.files.atomic_write`), so a
 crash or a full disk never leaves a half-written file.
 """
 
@@ -25,17 +26,18 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .checkpoint import CheckpointError, atomic_write, load_arrays, save_arrays
+from .. import checkpoint
+from ..errors import CheckpointError, RunError
+from ..files import atomic_write
 
-__all__ = ["RunError", "RunFolder", "MODEL_FORMAT"]
+__all__ = ["RunError", "RunFolder"]
 
-MODEL_FORMAT = "xpnet-model/1"
 CONFIG = "config.json"
 HISTORY = "history.json"
 BEST_MODEL = "best_model.npz"
@@ -43,10 +45,6 @@ CURVES = "curves.png"
 WEIGHTS = "first_layer_weights.png"
 _CHECKPOINT = "checkpoint"
 _EPOCH_FILE = re.compile(rf"^{_CHECKPOINT}_epoch_(\d+)\.npz$")
-
-
-class RunError(RuntimeError):
-    """A run folder cannot be created, is not a run, or does not fit the options."""
 
 
 class RunFolder:
@@ -193,8 +191,8 @@ class RunFolder:
             candidates.append(self.interrupted_checkpoint)
         best, best_iteration = None, -1
         for path in candidates:
-            _, meta = load_arrays(path)
-            iteration = meta.get("iteration")
+            _, meta = checkpoint.read(path)
+            iteration = (meta.get("solver") or {}).get("iteration")
             if not isinstance(iteration, int):
                 raise CheckpointError(f"{path} is not a Solver checkpoint (no iteration count)")
             if iteration > best_iteration:
@@ -211,20 +209,16 @@ class RunFolder:
     def best_model_path(self) -> Path:
         return self.path / BEST_MODEL
 
-    def save_model(self, params: Mapping[str, np.ndarray], bn_params: Iterable[Mapping],
-                   meta: Mapping[str, Any]) -> Path:
-        """Write ``best_model.npz``: parameters plus batchnorm running statistics.
+    def save_model(self, arrays: Mapping[str, np.ndarray], model: Mapping[str, Any],
+                   info: Mapping[str, Any]) -> Path:
+        """Write ``best_model.npz`` (:mod:`xpnet.checkpoint` format).
 
-        Arrays are named like the model's parameters (``W1``, ``b1``, ...) and
-        ``running_mean{i}`` / ``running_var{i}`` for hidden layer ``i``.
+        ``arrays`` holds ``params/<name>`` and ``buffers/<name>``; ``model`` is
+        the model's ``{class, config}``; ``info`` anything JSON-ready.
         """
-        arrays = {name: np.asarray(value) for name, value in params.items()}
-        for i, bn_param in enumerate(bn_params, start=1):
-            for key in ("running_mean", "running_var"):
-                if bn_param.get(key) is not None:
-                    arrays[f"{key}{i}"] = np.asarray(bn_param[key])
-        return save_arrays(self.best_model_path, arrays, {"format": MODEL_FORMAT, **meta})
+        return checkpoint.write(self.best_model_path, arrays,
+                                {"model": dict(model), "info": dict(info)}, "model")
 
     def load_model(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Read ``best_model.npz``: ``(arrays, meta)``."""
-        return load_arrays(self.best_model_path)
+        """Read ``best_model.npz`` (any format version): ``(arrays, meta)``."""
+        return checkpoint.read(self.best_model_path)

@@ -14,6 +14,7 @@ ends with the same weights as an uninterrupted one on the same backend.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import signal
@@ -22,13 +23,17 @@ import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from . import __version__, datasets, optim
-from .backend import get_backend, to_numpy
-from .classifiers.fc_net import FullyConnectedNet
-from .data_utils import default_data_dir
+from .. import checkpoint, optim
+from .._ops import checks
+from .._version import __version__
+from ..backend import get_backend, to_numpy
+from ..classifiers.fc_net import NORMALIZATIONS, FullyConnectedNet
+from ..data_utils import default_data_dir
+from ..errors import CheckpointError, InputError, RunError, TrainingDivergedError
+from ..solver import Solver
+from . import data as datasets
 from .presets import preset_options
-from .runs import CURVES, WEIGHTS, RunError, RunFolder
-from .solver import Solver, TrainingDivergedError
+from .runs import CURVES, WEIGHTS, RunFolder
 
 __all__ = [
     "INTERRUPT_ENV",
@@ -42,7 +47,7 @@ __all__ = [
 
 #: Undocumented, for tests: send SIGINT to this process after this many iterations.
 INTERRUPT_ENV = "XPNET_INTERRUPT_AFTER_ITERATIONS"
-NORMALIZATION_CHOICES = ("none", "batchnorm", "layernorm")
+NORMALIZATION_CHOICES = tuple(n or "none" for n in NORMALIZATIONS)
 #: Options a resumed run may change; every other one must match the saved run.
 RESUMABLE_OPTIONS = ("epochs", "backend", "data_dir", "download", "quiet")
 #: Options that are not part of the saved configuration of a run.
@@ -97,7 +102,7 @@ def resolve_options(explicit: dict[str, Any], saved: dict[str, Any] | None = Non
     ------
     RunError
         When resuming with an option that differs from the saved run.
-    ValueError
+    InputError
         For an unknown preset.
     """
     given = {k: v for k, v in explicit.items() if v is not None}
@@ -132,46 +137,27 @@ def validate_options(options: dict[str, Any]) -> None:
 
     Raises
     ------
-    ValueError
+    InputError
         With a one-line message naming the option.
     """
-    def positive_int(key: str) -> None:
-        value = options[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{_flag(key)} must be a positive integer, got {value!r}")
-
     hidden = options["hidden"]
-    if not isinstance(hidden, list) or not hidden or any(
-            isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
-        raise ValueError(f"--hidden must be one or more positive integers, got {_show(hidden)}")
+    if not isinstance(hidden, list) or not hidden:
+        raise InputError(f"--hidden must be one or more positive integers, got {_show(hidden)}")
+    for h in hidden:
+        checks.positive_int(h, "every --hidden size")
     for key in ("epochs", "batch_size"):
-        positive_int(key)
-    if options["normalization"] not in NORMALIZATION_CHOICES:
-        raise ValueError(f"unknown normalization {options['normalization']!r}; expected one "
-                         f"of {', '.join(NORMALIZATION_CHOICES)}")
-    keep = options["keep_ratio"]
-    if isinstance(keep, bool) or not isinstance(keep, int | float) or not 0 < keep <= 1:
-        raise ValueError(f"--keep-ratio is the probability of KEEPING a unit and must lie in "
-                         f"(0, 1], got {keep!r}")
-    if options["update_rule"] not in optim.UPDATE_RULES:
-        raise ValueError(f"unknown update rule {options['update_rule']!r}; expected one of "
-                         f"{', '.join(optim.UPDATE_RULES)}")
+        checks.positive_int(options[key], _flag(key))
+    checks.choice(options["normalization"], NORMALIZATION_CHOICES, "normalization")
+    checks.keep_ratio(options["keep_ratio"], "--keep-ratio")
+    checks.choice(options["update_rule"], tuple(optim.UPDATE_RULES), "update rule")
     for key in ("learning_rate", "weight_scale", "lr_decay"):
-        value = options[key]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise ValueError(f"{_flag(key)} must be a positive number, got {value!r}")
-    if isinstance(options["reg"], bool) or not isinstance(options["reg"], int | float) \
-            or not options["reg"] >= 0:
-        raise ValueError(f"--reg must be a number >= 0, got {options['reg']!r}")
-    seed = options["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"--seed must be a non-negative integer, got {seed!r}")
-    if options["dataset"] not in datasets.DATASETS:
-        raise ValueError(f"unknown data set {options['dataset']!r}; expected one of "
-                         f"{', '.join(datasets.DATASETS)}")
+        checks.positive_number(options[key], _flag(key))
+    checks.nonnegative_number(options["reg"], "--reg")
+    checks.nonnegative_int(options["seed"], "--seed")
+    checks.choice(options["dataset"], datasets.DATASETS, "data set")
     for key in ("num_train", "num_val", "num_test"):
         if options[key] is not None:
-            positive_int(key)
+            checks.positive_int(options[key], _flag(key))
 
 
 # ---------------------------------------------------------------------------
@@ -256,14 +242,14 @@ class _Monitor:
 
     def _save_best(self, solver: Solver) -> None:
         self.best_seen = solver.best_params
-        meta = {
+        info = {
             "epoch": solver.epoch, "iteration": solver.iteration,
             "val_acc": solver.val_acc_history[-1] if solver.val_acc_history else None,
-            **self.history["model"],
+            "input_shape": self.history["input_shape"],
         }
-        self.run.save_model({k: to_numpy(v) for k, v in solver.best_params.items()},
-                            [{k: to_numpy(v) for k, v in p.items() if k.startswith("running")}
-                             for p in getattr(self.model, "bn_params", [])], meta)
+        arrays = {f"params/{k}": to_numpy(v) for k, v in solver.best_params.items()}
+        arrays.update({f"buffers/{k}": to_numpy(v) for k, v in solver.best_buffers.items()})
+        self.run.save_model(arrays, self.history["model"], info)
         self.history["best_epoch"] = solver.epoch
 
     def _end_epoch(self, solver: Solver) -> None:
@@ -409,11 +395,9 @@ def _train_in(run: RunFolder, options: dict[str, Any], dataset: datasets.Dataset
     num_classes = NUM_CLASSES
     model = build_model(options, dataset.input_dim, num_classes, backend)
     ipe = max(len(data["X_train"]) // options["batch_size"], 1)
-    model_meta = {"model": "FullyConnectedNet", "hidden_dims": options["hidden"],
-                  "normalization": options["normalization"],
-                  "keep_ratio": options["keep_ratio"], "input_shape": list(dataset.image_shape),
-                  "num_classes": num_classes}
-    history: dict[str, Any] = {"train_seconds": 0.0, "timed_iterations": 0, "model": model_meta}
+    model_meta = checkpoint.model_meta(model)
+    history: dict[str, Any] = {"train_seconds": 0.0, "timed_iterations": 0, "model": model_meta,
+                               "input_shape": list(dataset.image_shape)}
     monitor = _Monitor(run, model, history, show_bar, out, err, _interrupt_after())
     solver = Solver(model, {k: data[k] for k in ("X_train", "y_train", "X_val", "y_val")},
                     update_rule=options["update_rule"],
@@ -423,18 +407,18 @@ def _train_in(run: RunFolder, options: dict[str, Any], dataset: datasets.Dataset
                     num_val_samples=None, checkpoint_name=run.checkpoint_name, print_every=ipe,
                     verbose=False, seed=options["seed"], callback=monitor)
 
-    checkpoint = run.latest_checkpoint() if resuming else None
-    if checkpoint is not None:
+    resume_from = run.latest_checkpoint() if resuming else None
+    if resume_from is not None:
         try:
-            solver.load_checkpoint(str(checkpoint))
-        except ValueError as error:
+            solver.load_checkpoint(str(resume_from))
+        except (InputError, CheckpointError) as error:
             raise RunError(f"cannot resume {run.path}: {error}") from None
         previous = run.read_history() or {}
         for key in ("train_seconds", "timed_iterations", "best_epoch"):
             if key in previous:
                 history[key] = previous[key]
         print(f"xpnet: resuming {run.path} at iteration {solver.iteration}/"
-              f"{solver.num_iterations} from {checkpoint.name}", file=out, flush=True)
+              f"{solver.num_iterations} from {resume_from.name}", file=out, flush=True)
     elif resuming:
         print(f"xpnet: {run.path} has no checkpoint yet; training it from the start",
               file=out, flush=True)
@@ -472,16 +456,12 @@ def _train_in(run: RunFolder, options: dict[str, Any], dataset: datasets.Dataset
 
     # The best model, exactly as saved, is what is tested and pictured.
     arrays, _ = run.load_model()
-    model.params = {k: backend.asarray(arrays[k]) for k in model.params}
-    for i, bn_param in enumerate(model.bn_params, start=1):
-        for key in ("running_mean", "running_var"):
-            if f"{key}{i}" in arrays:
-                bn_param[key] = backend.asarray(arrays[f"{key}{i}"])
+    checkpoint.load_state(model, arrays, source=str(run.best_model_path))
     history["test_acc"] = solver.check_accuracy(data["X_test"], data["y_test"])
     result_history = _history(solver, history, "complete")
     run.write_history(result_history)
     run.interrupted_checkpoint.unlink(missing_ok=True)
-    _plot(run, result_history, arrays["W1"], dataset.image_shape, err)
+    _plot(run, result_history, arrays["params/W1"], dataset.image_shape, err)
     return TrainResult(run, "complete", solver.iteration, solver.num_iterations,
                        test_acc=history["test_acc"], best_val_acc=solver.best_val_acc,
                        seconds_per_epoch=result_history["seconds_per_epoch"])
@@ -496,11 +476,11 @@ def _mtime(path: Any) -> int | None:
 
 def _plot(run: RunFolder, history: dict[str, Any], W1: Any, image_shape: tuple[int, ...],
           err: TextIO) -> None:
-    try:
-        from . import vis_utils
-
-        vis_utils.plot_training_curves(history, run.path / CURVES)
-        vis_utils.plot_first_layer_weights(W1, image_shape, run.path / WEIGHTS)
-    except ImportError:
+    if importlib.util.find_spec("matplotlib") is None:
         print('xpnet: matplotlib is not installed, so no plots were drawn; '
               'pip install "xpnet[plot]"', file=err, flush=True)
+        return
+    from .. import vis_utils
+
+    vis_utils.plot_training_curves(history, run.path / CURVES)
+    vis_utils.plot_first_layer_weights(W1, image_shape, run.path / WEIGHTS)

@@ -1,0 +1,72 @@
+"""The registered operations: what the rest of xpnet calls.
+
+Each operation is its Array API reference (:mod:`xpnet._fast.reference`) plus
+the argument layouts the registry test feeds it. Calling one runs the fast
+path of the arguments' library when there is one and it supports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from . import reference
+from .registry import Operation
+
+__all__ = ["OPERATIONS", "adagrad_", "adam_", "normalize_backward", "relu_backward",
+           "rmsprop_", "sgd_", "sgd_momentum_"]
+
+#: Shapes of the elementwise cases: ranks 1, 2 and 4.
+ELEMENTWISE_SHAPES = {"1d": (37,), "2d": (12, 9), "4d": (3, 4, 5, 6)}
+
+
+def _elementwise_cases(build: Callable) -> dict[str, Callable]:
+    return {label: (lambda make, shape=shape: build(make, shape))
+            for label, shape in ELEMENTWISE_SHAPES.items()}
+
+
+sgd_ = Operation(reference.sgd_, _elementwise_cases(
+    lambda make, s: ((make(s, "state"), make(s, "in"), 0.05), {})))
+
+sgd_momentum_ = Operation(reference.sgd_momentum_, _elementwise_cases(
+    lambda make, s: ((make(s, "state"), make(s, "in"), make(s, "state"), 0.05, 0.9), {})))
+
+rmsprop_ = Operation(reference.rmsprop_, _elementwise_cases(
+    lambda make, s: ((make(s, "state"), make(s, "in"), make(s, "state", positive=True),
+                      0.01, 0.99, 1e-8), {})))
+
+adagrad_ = Operation(reference.adagrad_, _elementwise_cases(
+    lambda make, s: ((make(s, "state"), make(s, "in"), make(s, "state", positive=True),
+                      0.01, 1e-8), {})))
+
+adam_ = Operation(reference.adam_, _elementwise_cases(
+    lambda make, s: ((make(s, "state"), make(s, "in"), make(s, "state"),
+                      make(s, "state", positive=True), 1e-3, 0.9, 0.999, 1e-8, 3), {})))
+
+relu_backward = Operation(reference.relu_backward, _elementwise_cases(
+    lambda make, s: ((make(s, "in"), make(s, "in")), {})))
+
+
+def _normalization_case(shape: tuple[int, ...], stat_axes: tuple[int, ...],
+                        param_axes: tuple[int, ...]) -> Callable:
+    stat_shape = tuple(1 if i in stat_axes else n for i, n in enumerate(shape))
+    param_shape = tuple(1 if i in param_axes else n for i, n in enumerate(shape))
+
+    def build(make):
+        return ((make(shape, "in"), make(shape, "in"), make(param_shape, "in"),
+                 make(stat_shape, "in", positive=True), stat_axes), {})
+
+    return build
+
+
+normalize_backward = Operation(reference.normalize_backward, {
+    "batchnorm_2d": _normalization_case((10, 6), (0,), (0,)),
+    "layernorm_2d": _normalization_case((10, 6), (1,), (0,)),
+    "spatial_batchnorm_4d": _normalization_case((4, 3, 5, 2), (0, 2, 3), (0, 2, 3)),
+    "groupnorm_5d": _normalization_case((4, 2, 3, 5, 2), (2, 3, 4), (0, 3, 4)),
+})
+
+#: Every registered operation, by name.
+OPERATIONS: dict[str, Operation] = {
+    op.name: op for op in (sgd_, sgd_momentum_, rmsprop_, adagrad_, adam_, relu_backward,
+                           normalize_backward)
+}

@@ -1,0 +1,123 @@
+"""The Array API reference of every registered operation.
+
+These are the definitions: every fast path in :mod:`xpnet._fast.numpy_paths`,
+:mod:`~xpnet._fast.torch_paths` and :mod:`~xpnet._fast.cupy_paths` must agree
+with the function of the same name here, within the tolerance it declares
+(the registry test checks each one). They use the standard's operators and
+functions only, so they run on any conforming namespace.
+
+Calling convention: a trailing ``_`` updates its first arguments in place and
+returns None; everything else returns new arrays and modifies nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backend import namespace_of
+
+Array = Any
+
+
+# ---------------------------------------------------------------------------
+# Update rules, in place. Arithmetic in the order of xpnet.optim, so that the
+# results equal the public (out-of-place) rules bit for bit.
+
+def sgd_(w: Array, dw: Array, lr: float) -> None:
+    """``w -= lr * dw``."""
+    w -= lr * dw
+
+
+def sgd_momentum_(w: Array, dw: Array, velocity: Array, lr: float, momentum: float) -> None:
+    """``v = momentum * v - lr * dw; w += v``."""
+    velocity *= momentum
+    velocity -= lr * dw
+    w += velocity
+
+
+def _scaled_step_(xp, w, dw, cache, lr, eps) -> None:
+    # w - lr * dw / (sqrt(cache) + eps)
+    denom = xp.sqrt(cache)
+    denom += eps
+    step = lr * dw
+    step /= denom
+    w -= step
+
+
+def rmsprop_(w: Array, dw: Array, cache: Array, lr: float, decay_rate: float,
+             eps: float) -> None:
+    """``cache = d * cache + (1 - d) * dw**2; w -= lr * dw / (sqrt(cache) + eps)``."""
+    xp = namespace_of(w, dw, cache, caller="rmsprop")
+    cache *= decay_rate
+    cache += (1 - decay_rate) * (dw * dw)
+    _scaled_step_(xp, w, dw, cache, lr, eps)
+
+
+def adagrad_(w: Array, dw: Array, cache: Array, lr: float, eps: float) -> None:
+    """``cache += dw**2; w -= lr * dw / (sqrt(cache) + eps)``."""
+    xp = namespace_of(w, dw, cache, caller="adagrad")
+    cache += dw * dw
+    _scaled_step_(xp, w, dw, cache, lr, eps)
+
+
+def adam_(w: Array, dw: Array, m: Array, v: Array, lr: float, beta1: float, beta2: float,
+          eps: float, t: int) -> None:
+    """Adam at step ``t`` (already incremented): the moments, then
+    ``w -= lr * (m / (1 - b1**t)) / (sqrt(v / (1 - b2**t)) + eps)``."""
+    xp = namespace_of(w, dw, m, v, caller="adam")
+    m *= beta1
+    m += (1 - beta1) * dw
+    v *= beta2
+    v += (1 - beta2) * (dw * dw)
+    step = m / (1 - beta1**t)
+    step *= lr
+    denom = xp.sqrt(v / (1 - beta2**t))
+    denom += eps
+    step /= denom
+    w -= step
+
+
+# ---------------------------------------------------------------------------
+# Layers
+
+def relu_backward(dout: Array, x: Array) -> Array:
+    """``dout`` where ``x > 0``, else +0 (NaN and infinite ``dout`` included)."""
+    xp = namespace_of(dout, x, caller="relu_backward")
+    return xp.where(x > 0, dout, 0)
+
+
+def normalize_backward(dout: Array, x_hat: Array, gamma: Array, inv_std: Array,
+                       stat_axes: tuple[int, ...]) -> tuple[Array, Array, Array]:
+    """Closed-form gradient of ``out = x_hat * gamma + beta`` with
+    ``x_hat = (x - mean) * inv_std`` and the statistics over ``stat_axes``.
+
+    ``gamma`` and ``inv_std`` have ``dout``'s rank (size 1 where they are
+    constant). Returns ``(dx, dgamma, dbeta)``, the last two summed over the
+    axes where ``gamma`` has size 1, keeping dims.
+    """
+    xp = namespace_of(dout, x_hat, gamma, inv_std, caller="normalize_backward")
+    param_axes = tuple(i for i, s in enumerate(gamma.shape) if s == 1)
+    n = 1
+    for axis in stat_axes:
+        n *= x_hat.shape[axis]
+    dbeta = xp.sum(dout, axis=param_axes, keepdims=True)
+    dgamma = xp.sum(dout * x_hat, axis=param_axes, keepdims=True)
+    if param_axes == tuple(stat_axes):
+        # batchnorm: gamma is constant over the statistics' axes, so their two means
+        # are gamma * dbeta / n and gamma * dgamma / n; with s = gamma * inv_std,
+        # dx = dout * s - x_hat * (s * dgamma / n) - s * dbeta / n: four passes, not seven
+        s = gamma * inv_std
+        dx = dout * s
+        proj = x_hat * (s * dgamma / n)
+        mean = s * dbeta / n
+        if dx.dtype == proj.dtype == mean.dtype:
+            dx -= proj
+            dx -= mean
+        else:
+            dx = dx - proj - mean
+        return dx, dgamma, dbeta
+    dx_hat = dout * gamma
+    mean_dx_hat = xp.sum(dx_hat, axis=stat_axes, keepdims=True) / n
+    mean_proj = xp.sum(dx_hat * x_hat, axis=stat_axes, keepdims=True) / n
+    dx = (dx_hat - mean_dx_hat - x_hat * mean_proj) * inv_std
+    return dx, dgamma, dbeta

@@ -1,0 +1,1 @@
+"""Private building blocks of the layers: validation and the normalization core."""

@@ -1,0 +1,3 @@
+"""The release of xpnet."""
+
+__version__ = "0.2.0"
