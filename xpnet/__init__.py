@@ -19,6 +19,7 @@ from .backend import (
     to_numpy,
 )
 from .checkpoint import load_model, save_model
+from .classifiers.cnn import ThreeLayerConvNet
 from .classifiers.fc_net import FullyConnectedNet, TwoLayerNet
 from .errors import (
     BackendError,
@@ -26,6 +27,9 @@ from .errors import (
     CheckpointError,
     DataError,
     InputError,
+    InputTypeError,
+    MissingKeyError,
+    RunError,
     TrainingDivergedError,
     XpnetError,
 )
@@ -40,9 +44,13 @@ __all__ = [
     "DataError",
     "FullyConnectedNet",
     "InputError",
+    "InputTypeError",
+    "MissingKeyError",
+    "RunError",
     "Model",
     "RandomStream",
     "Solver",
+    "ThreeLayerConvNet",
     "TrainingDivergedError",
     "TwoLayerNet",
     "XpnetError",

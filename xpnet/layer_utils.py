@@ -1,9 +1,18 @@
-"""Sandwich layers: affine followed by (normalization and) ReLU."""
+"""Sandwich layers: affine or convolution followed by (normalization,) ReLU (and pooling).
+
+The convolutional sandwiches use :mod:`xpnet.fast_layers`, as the course's do.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from .fast_layers import (
+    conv_backward_fast,
+    conv_forward_fast,
+    max_pool_backward_fast,
+    max_pool_forward_fast,
+)
 from .layers import (
     affine_backward,
     affine_forward,
@@ -13,12 +22,17 @@ from .layers import (
     layernorm_forward,
     relu_backward,
     relu_forward,
+    spatial_batchnorm_backward,
+    spatial_batchnorm_forward,
 )
 
 __all__ = [
     "affine_relu_forward", "affine_relu_backward",
     "affine_bn_relu_forward", "affine_bn_relu_backward",
     "affine_ln_relu_forward", "affine_ln_relu_backward",
+    "conv_relu_forward", "conv_relu_backward",
+    "conv_relu_pool_forward", "conv_relu_pool_backward",
+    "conv_bn_relu_forward", "conv_bn_relu_backward",
 ]
 
 Array = Any
@@ -73,3 +87,50 @@ def affine_ln_relu_forward(
 def affine_ln_relu_backward(dout: Array, cache: tuple) -> tuple[Array, ...]:
     """Backward pass of :func:`affine_ln_relu_forward`: ``(dx, dw, db, dgamma, dbeta)``."""
     return _affine_norm_relu_backward(layernorm_backward, dout, cache)
+
+
+def conv_relu_forward(x: Array, w: Array, b: Array, conv_param: dict) -> tuple[Array, tuple]:
+    """Convolution then ReLU. Returns ``(out, (conv_cache, relu_cache))``."""
+    a, conv_cache = conv_forward_fast(x, w, b, conv_param)
+    out, relu_cache = relu_forward(a)
+    return out, (conv_cache, relu_cache)
+
+
+def conv_relu_backward(dout: Array, cache: tuple) -> tuple[Array, Array, Array]:
+    """Backward pass of :func:`conv_relu_forward`: ``(dx, dw, db)``."""
+    conv_cache, relu_cache = cache
+    return conv_backward_fast(relu_backward(dout, relu_cache), conv_cache)
+
+
+def conv_relu_pool_forward(x: Array, w: Array, b: Array, conv_param: dict,
+                           pool_param: dict) -> tuple[Array, tuple]:
+    """Convolution, ReLU, max pooling. Returns ``(out, (conv_cache, relu_cache,
+    pool_cache))``."""
+    a, conv_cache = conv_forward_fast(x, w, b, conv_param)
+    s, relu_cache = relu_forward(a)
+    out, pool_cache = max_pool_forward_fast(s, pool_param)
+    return out, (conv_cache, relu_cache, pool_cache)
+
+
+def conv_relu_pool_backward(dout: Array, cache: tuple) -> tuple[Array, Array, Array]:
+    """Backward pass of :func:`conv_relu_pool_forward`: ``(dx, dw, db)``."""
+    conv_cache, relu_cache, pool_cache = cache
+    ds = max_pool_backward_fast(dout, pool_cache)
+    return conv_backward_fast(relu_backward(ds, relu_cache), conv_cache)
+
+
+def conv_bn_relu_forward(x: Array, w: Array, b: Array, gamma: Array, beta: Array,
+                         conv_param: dict, bn_param: dict) -> tuple[Array, tuple]:
+    """Convolution, spatial batch normalization, ReLU. Returns ``(out, cache)``."""
+    a, conv_cache = conv_forward_fast(x, w, b, conv_param)
+    an, bn_cache = spatial_batchnorm_forward(a, gamma, beta, bn_param)
+    out, relu_cache = relu_forward(an)
+    return out, (conv_cache, bn_cache, relu_cache)
+
+
+def conv_bn_relu_backward(dout: Array, cache: tuple) -> tuple[Array, ...]:
+    """Backward pass of :func:`conv_bn_relu_forward`: ``(dx, dw, db, dgamma, dbeta)``."""
+    conv_cache, bn_cache, relu_cache = cache
+    dan, dgamma, dbeta = spatial_batchnorm_backward(relu_backward(dout, relu_cache), bn_cache)
+    dx, dw, db = conv_backward_fast(dan, conv_cache)
+    return dx, dw, db, dgamma, dbeta

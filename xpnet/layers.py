@@ -2,7 +2,9 @@
 
 Every function finds its Array API namespace from its inputs once and runs on
 NumPy, CuPy, PyTorch or ``array_api_strict`` arrays alike. Names, signatures
-and conventions follow the CS231n assignments.
+and conventions follow the CS231n assignments. The ``*_naive`` convolution and
+pooling layers are the course's teaching versions (a Python loop over output
+positions); :mod:`xpnet.fast_layers` has the same layers without the loop.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from typing import Any
 from array_api_compat import device
 
 from ._fast import ops
-from ._ops import checks, normalization
+from ._ops import checks, conv, normalization
 from .backend import backend_of, namespace_of
+from .errors import InputError
 
 __all__ = [
     "affine_forward", "affine_backward",
@@ -22,6 +25,10 @@ __all__ = [
     "batchnorm_forward", "batchnorm_backward", "batchnorm_backward_alt",
     "layernorm_forward", "layernorm_backward",
     "dropout_forward", "dropout_backward",
+    "conv_forward_naive", "conv_backward_naive",
+    "max_pool_forward_naive", "max_pool_backward_naive",
+    "spatial_batchnorm_forward", "spatial_batchnorm_backward",
+    "spatial_groupnorm_forward", "spatial_groupnorm_backward",
 ]
 
 Array = Any
@@ -301,3 +308,217 @@ def dropout_backward(dout: Array, cache: tuple) -> Array:
     """Backward pass of :func:`dropout_forward`."""
     _, mask = cache
     return dout if mask is None else dout * mask
+
+
+# ---------------------------------------------------------------------------
+# Convolution and pooling: the teaching versions, one output position at a time
+# ---------------------------------------------------------------------------
+
+def _zero_padded(xp, x: Array, pad: int) -> Array:
+    n, c, h, w = x.shape
+    if pad == 0:
+        return xp.asarray(x, copy=True)
+    out = xp.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=x.dtype, device=device(x))
+    out[:, :, pad:pad + h, pad:pad + w] = x
+    return out
+
+
+def conv_forward_naive(x: Array, w: Array, b: Array, conv_param: dict) -> tuple[Array, tuple]:
+    """Convolutional layer (cross-correlation, as the course computes it), naively.
+
+    Parameters
+    ----------
+    x : array of shape (N, C, H, W)
+    w : array of shape (F, C, HH, WW)
+        Filters.
+    b : array of shape (F,)
+    conv_param : dict
+        ``stride`` (pixels between neighbouring receptive fields) and ``pad``
+        (zeros added on every side of H and W).
+
+    Returns
+    -------
+    out : array of shape (N, F, H', W')
+        ``H' = 1 + (H + 2 * pad - HH) / stride`` (which must be an integer),
+        likewise ``W'``.
+    cache : tuple
+        ``(x, w, b, conv_param)``.
+    """
+    caller = "conv_forward_naive"
+    xp = namespace_of(x, w, b, caller=caller)
+    stride, pad = conv.conv_params(conv_param, caller)
+    out_h, out_w = conv.conv_geometry(x, w, b, stride, pad, caller)
+    hh, ww = w.shape[2], w.shape[3]
+    xpad = _zero_padded(xp, x, pad)
+    out = xp.zeros((x.shape[0], w.shape[0], out_h, out_w), dtype=xp.result_type(x, w),
+                   device=device(x))
+    for i in range(out_h):
+        for j in range(out_w):
+            window = xpad[:, :, i * stride:i * stride + hh, j * stride:j * stride + ww]
+            out[:, :, i, j] = xp.tensordot(window, w, axes=([1, 2, 3], [1, 2, 3])) + b
+    return out, (x, w, b, conv_param)
+
+
+def conv_backward_naive(dout: Array, cache: tuple) -> tuple[Array, Array, Array]:
+    """Backward pass of :func:`conv_forward_naive`: ``(dx, dw, db)``."""
+    caller = "conv_backward_naive"
+    x, w, b, conv_param = cache
+    xp = namespace_of(dout, x, w, caller=caller)
+    stride, pad = conv.conv_params(conv_param, caller)
+    out_h, out_w = conv.conv_geometry(x, w, b, stride, pad, caller)
+    conv.check_dout(dout, (x.shape[0], w.shape[0], out_h, out_w), caller)
+    hh, ww = w.shape[2], w.shape[3]
+    xpad = _zero_padded(xp, x, pad)
+    dxpad = xp.zeros(xpad.shape, dtype=dout.dtype, device=device(dout))
+    dw = xp.zeros(w.shape, dtype=dout.dtype, device=device(dout))
+    for i in range(out_h):
+        for j in range(out_w):
+            rows = slice(i * stride, i * stride + hh)
+            cols = slice(j * stride, j * stride + ww)
+            g = dout[:, :, i, j]  # (N, F)
+            dxpad[:, :, rows, cols] += xp.tensordot(g, w, axes=([1], [0]))
+            dw += xp.tensordot(g, xpad[:, :, rows, cols], axes=([0], [0]))
+    h, wd = x.shape[2], x.shape[3]
+    dx = dxpad[:, :, pad:pad + h, pad:pad + wd]
+    return dx, dw, xp.sum(dout, axis=(0, 2, 3))
+
+
+def max_pool_forward_naive(x: Array, pool_param: dict) -> tuple[Array, tuple]:
+    """Max pooling, naively.
+
+    Parameters
+    ----------
+    x : array of shape (N, C, H, W)
+    pool_param : dict
+        ``pool_height``, ``pool_width`` and ``stride``; windows may overlap
+        and be rectangular, but must tile the input exactly.
+
+    Returns
+    -------
+    out : array of shape (N, C, H', W')
+        ``H' = 1 + (H - pool_height) / stride``, likewise ``W'``. A window
+        holding NaN gives NaN.
+    cache : tuple
+        ``(x, pool_param)``.
+    """
+    caller = "max_pool_forward_naive"
+    xp = namespace_of(x, caller=caller)
+    ph, pw, stride = conv.pool_params(pool_param, caller)
+    out_h, out_w = conv.pool_geometry(x, ph, pw, stride, caller)
+    out = xp.zeros((x.shape[0], x.shape[1], out_h, out_w), dtype=x.dtype, device=device(x))
+    for i in range(out_h):
+        for j in range(out_w):
+            window = x[:, :, i * stride:i * stride + ph, j * stride:j * stride + pw]
+            out[:, :, i, j] = xp.max(window, axis=(2, 3))
+    return out, (x, pool_param)
+
+
+def max_pool_backward_naive(dout: Array, cache: tuple) -> Array:
+    """Backward pass of :func:`max_pool_forward_naive`.
+
+    Each window's gradient goes to its first maximum in row-major order (its
+    first NaN, if any), as ``argmax`` would pick it; overlapping windows add up.
+    """
+    caller = "max_pool_backward_naive"
+    x, pool_param = cache
+    xp = namespace_of(dout, x, caller=caller)
+    ph, pw, stride = conv.pool_params(pool_param, caller)
+    out_h, out_w = conv.pool_geometry(x, ph, pw, stride, caller)
+    n, c = x.shape[0], x.shape[1]
+    conv.check_dout(dout, (n, c, out_h, out_w), caller)
+    dx = xp.zeros(x.shape, dtype=dout.dtype, device=device(dout))
+    positions = xp.arange(ph * pw, device=device(x))
+    for i in range(out_h):
+        for j in range(out_w):
+            rows = slice(i * stride, i * stride + ph)
+            cols = slice(j * stride, j * stride + pw)
+            window = xp.reshape(x[:, :, rows, cols], (n, c, ph * pw))
+            top = xp.max(window, axis=2, keepdims=True)
+            hit = (window == top) | (xp.isnan(window) & xp.isnan(top))
+            first = xp.argmax(xp.astype(hit, xp.int8), axis=2, keepdims=True)
+            routed = xp.where(positions == first, dout[:, :, i, j][:, :, None], 0)
+            dx[:, :, rows, cols] += xp.reshape(routed, (n, c, ph, pw))
+    return dx
+
+
+# ---------------------------------------------------------------------------
+# Spatial normalization: the same core, statistics over other axes
+# ---------------------------------------------------------------------------
+
+def spatial_batchnorm_forward(
+    x: Array, gamma: Array, beta: Array, bn_param: dict
+) -> tuple[Array, dict | None]:
+    """Batch normalization of (N, C, H, W) input: statistics per channel over N, H, W.
+
+    Parameters
+    ----------
+    x : array of shape (N, C, H, W)
+    gamma, beta : arrays of shape (C,)
+    bn_param : dict
+        As for :func:`batchnorm_forward`; the running averages have shape (C,).
+
+    Returns
+    -------
+    out : array of shape (N, C, H, W)
+    cache : dict or None (test mode)
+    """
+    caller = "spatial_batchnorm_forward"
+    namespace_of(x, gamma, beta, caller=caller)
+    checks.ndim(x, 4, "x", "(N, C, H, W)", caller)
+    for name, arr in (("gamma", gamma), ("beta", beta)):
+        checks.param_shape(x, name, arr, (x.shape[1],), caller)
+    return _batch_statistics_norm(caller, x, gamma, beta, bn_param, (0, 2, 3),
+                                  (1, x.shape[1], 1, 1))
+
+
+def spatial_batchnorm_backward(dout: Array, cache: dict) -> tuple[Array, Array, Array]:
+    """Backward pass of :func:`spatial_batchnorm_forward`: ``(dx, dgamma, dbeta)``,
+    ``dgamma`` and ``dbeta`` of shape (C,)."""
+    checks.train_cache(cache, "spatial_batchnorm_backward", "spatial_batchnorm_forward")
+    return normalization.backward(dout, cache, "spatial_batchnorm_backward")
+
+
+def spatial_groupnorm_forward(
+    x: Array, gamma: Array, beta: Array, G: int, gn_param: dict
+) -> tuple[Array, dict]:
+    """Group normalization: per sample, statistics over each group of C/G channels and H, W.
+
+    Parameters
+    ----------
+    x : array of shape (N, C, H, W)
+    gamma, beta : arrays of shape (1, C, 1, 1)
+        (Shape (C,) is accepted too; the gradients come back in the given shape.)
+    G : int
+        Number of groups of contiguous channels; must divide C. G = 1 is layer
+        normalization over C, H, W; G = C is instance normalization.
+    gn_param : dict
+        May hold ``eps`` (1e-5); other keys are ignored. Train and test behave
+        the same.
+
+    Returns
+    -------
+    out : array of shape (N, C, H, W)
+    cache : dict
+    """
+    caller = "spatial_groupnorm_forward"
+    xp = namespace_of(x, gamma, beta, caller=caller)
+    checks.ndim(x, 4, "x", "(N, C, H, W)", caller)
+    n, c, h, w = x.shape
+    groups = checks.positive_int(G, "G", caller)
+    if c % groups:
+        raise InputError(f"{caller}: G = {groups} groups do not divide the {c} channels of "
+                         f"x {checks.shape_str(x.shape)}; choose G among the divisors of {c}")
+    for name, arr in (("gamma", gamma), ("beta", beta)):
+        if tuple(arr.shape) != (c,):
+            checks.param_shape(x, name, arr, (1, c, 1, 1), caller)
+    eps = (gn_param or {}).get("eps", 1e-5)
+    out, cache, _, _ = normalization.forward(
+        xp, x, gamma, beta, eps, (2, 3, 4), (n, groups, c // groups, h, w),
+        (1, groups, c // groups, 1, 1))
+    return out, cache
+
+
+def spatial_groupnorm_backward(dout: Array, cache: dict) -> tuple[Array, Array, Array]:
+    """Backward pass of :func:`spatial_groupnorm_forward`: ``(dx, dgamma, dbeta)``."""
+    checks.train_cache(cache, "spatial_groupnorm_backward", "spatial_groupnorm_forward")
+    return normalization.backward(dout, cache, "spatial_groupnorm_backward")

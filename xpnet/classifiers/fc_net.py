@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._ops import checks
-from ..backend import Backend, dtype_name, get_backend, namespace_of
+from ..backend import Backend, dtype_name, get_backend
 from ..errors import InputError
 from ..layer_utils import (
     affine_bn_relu_backward,
@@ -186,26 +186,6 @@ class FullyConnectedNet(Model):
             for bn_param in self.bn_params:
                 bn_param["mode"] = mode
 
-    # -- inputs ----------------------------------------------------------------
-    def _inputs(self, X: Any, compute_dtype: Any) -> Any:
-        X = self.backend.asarray(X)
-        if X.dtype != compute_dtype:
-            X = self.backend.xp.astype(X, compute_dtype)
-        return X
-
-    def _labels(self, y: Any, n: int) -> Any:
-        be = self.backend
-        y = be.asarray(y)
-        if y.ndim != 1 or y.shape[0] != n:
-            raise InputError(
-                f"loss: y must have shape ({n},) to match the {n} samples of X, "
-                f"got {checks.shape_str(y.shape)}"
-            )
-        checks.check_label_dtype(be.xp, y, "loss")
-        if be.synchronous:
-            checks.check_label_range(be.xp, y, self.num_classes, "loss")
-        return y
-
     # -- forward and backward --------------------------------------------------
     def loss(self, X: Any, y: Any = None):
         """Class scores, or the loss and its gradients.
@@ -224,7 +204,7 @@ class FullyConnectedNet(Model):
             Otherwise; ``grads[k]`` is the gradient for ``params[k]``.
         """
         params = self.device_params()
-        X = self._inputs(X, params["W1"].dtype)
+        X = self.inputs(X, params["W1"].dtype)
         self.set_mode("test" if y is None else "train")
 
         hidden = _HIDDEN_FORWARD[self.normalization]
@@ -246,7 +226,7 @@ class FullyConnectedNet(Model):
         if y is None:
             return scores
 
-        y = self._labels(y, X.shape[0])
+        y = self.labels(y, X.shape[0])
         loss, dscores = softmax_loss(scores, y, check_labels=False)
         grads: dict[str, Any] = {}
         if last == 1:  # no hidden layer: nothing needs the gradient of X
@@ -267,12 +247,7 @@ class FullyConnectedNet(Model):
                 dh, grads[f"W{i}"], grads[f"b{i}"], grads[f"gamma{i}"], grads[f"beta{i}"] = (
                     backward(dh, cache))
 
-        if self.reg:
-            xp = namespace_of(scores, caller="loss")
-            for i in range(1, self.num_layers + 1):
-                W = params[f"W{i}"]
-                loss = loss + 0.5 * self.reg * xp.sum(W * W)
-                grads[f"W{i}"] = grads[f"W{i}"] + self.reg * W
+        loss = self.l2_penalty(loss, grads, [f"W{i}" for i in range(1, self.num_layers + 1)])
         return loss, grads
 
     def _first_layer_backward(self, dout: Any, cache: tuple, grads: dict) -> None:

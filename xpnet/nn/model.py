@@ -28,6 +28,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from .._ops import checks
 from ..backend import Backend
 from ..errors import CheckpointError, InputError
 
@@ -92,6 +93,41 @@ class Model:
     def num_params(self) -> int:
         """The number of trainable scalars."""
         return sum(math.prod(p.shape) for p in self.params.values())
+
+    def inputs(self, X: Any, dtype: Any) -> Any:
+        """``X`` (host or device) on the model's device in ``dtype``."""
+        X = self.backend.asarray(X)
+        if X.dtype != dtype:
+            X = self.backend.xp.astype(X, dtype)
+        return X
+
+    def labels(self, y: Any, n: int) -> Any:
+        """``y`` on the device, checked: integers of shape (n,) in [0, num_classes)
+        (the range only where reading it costs no device synchronization)."""
+        be = self.backend
+        y = be.asarray(y)
+        if y.ndim != 1 or y.shape[0] != n:
+            raise InputError(
+                f"loss: y must have shape ({n},) to match the {n} samples of X, "
+                f"got {checks.shape_str(y.shape)}"
+            )
+        checks.check_label_dtype(be.xp, y, "loss")
+        if be.synchronous:
+            checks.check_label_range(be.xp, y, self.num_classes, "loss")
+        return y
+
+    def l2_penalty(self, loss: Any, grads: dict[str, Any], weights: list[str]) -> Any:
+        """Add ``0.5 * reg * sum(W**2)`` over ``weights`` to the loss and ``reg * W`` to
+        their gradients (``reg`` read from ``self.reg`` now)."""
+        reg = getattr(self, "reg", 0.0)
+        if not reg:
+            return loss
+        xp = self.backend.xp
+        for name in weights:
+            W = self.params[name]
+            loss = loss + 0.5 * reg * xp.sum(W * W)
+            grads[name] = grads[name] + reg * W
+        return loss
 
     def device_params(self) -> dict[str, Any]:
         """``self.params``, after moving any host arrays a user assigned to the device."""

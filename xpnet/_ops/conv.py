@@ -1,0 +1,269 @@
+"""Convolution and max pooling from strided slices and matrix products.
+
+Everything here is written on the Array API; nothing loops in Python over the
+batch or the image. A kernel offset ``(kh, kw)`` selects, with one strided
+slice, the input pixel that every output position sees through that tap of
+the filter (Chainer's im2col works this way). Two algorithms use it:
+
+``im2col``
+    The slices of all ``HH * WW`` offsets stacked into one column matrix of
+    shape ``(C * HH * WW, N * H' * W')``, then one matrix product with the
+    filters. Fastest when that matrix fits in memory.
+``shifted``
+    One matrix product per offset, ``W[:, :, kh, kw] @ slice``, summed. The
+    same arithmetic without the column matrix: memory of one slice.
+
+Both work in a channels-first-then-batch layout ``(C, N, H, W)``, in which
+every product is one large GEMM without transposes; the output is returned as
+a view of logical shape ``(N, F, H', W')``, so chains of layers copy nothing
+to change layout. Max pooling takes the maximum over one strided slice per
+window offset and routes the gradient to the first maximum of each window
+(the first NaN, if any), as ``argmax`` does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from array_api_compat import device
+
+from ..errors import InputError
+from .checks import ndim, nonnegative_int, positive_int, require_keys, shape_str
+
+Array = Any
+
+#: Bytes the im2col column matrix may take before ``'auto'`` switches to ``shifted``.
+IM2COL_BUDGET_BYTES = 384 * 2**20
+#: Above this size the backward pass of im2col does not build the column matrix's
+#: gradient but adds one product per filter tap into dx (the memory of one slice).
+DCOLS_BUDGET_BYTES = 64 * 2**20
+METHODS = ("auto", "im2col", "shifted")
+
+
+# ---------------------------------------------------------------------------
+# Geometry and validation
+
+
+def conv_params(conv_param: Any, caller: str) -> tuple[int, int]:
+    """``(stride, pad)`` from a course ``conv_param`` dict, checked."""
+    require_keys(conv_param, ("stride", "pad"), "conv_param", caller)
+    stride = positive_int(conv_param["stride"], "conv_param['stride']", caller)
+    pad = nonnegative_int(conv_param["pad"], "conv_param['pad']", caller)
+    return stride, pad
+
+
+def pool_params(pool_param: Any, caller: str) -> tuple[int, int, int]:
+    """``(pool_height, pool_width, stride)`` from a course ``pool_param`` dict, checked."""
+    keys = ("pool_height", "pool_width", "stride")
+    require_keys(pool_param, keys, "pool_param", caller)
+    return tuple(positive_int(pool_param[k], f"pool_param[{k!r}]", caller)  # type: ignore
+                 for k in keys)
+
+
+def _output_size(size: int, window: int, stride: int, pad: int, what: str, axis: str,
+                 caller: str) -> int:
+    span = size + 2 * pad - window
+    if span < 0:
+        raise InputError(f"{caller}: the {what} ({window}) is larger than the "
+                         f"{'padded ' if pad else ''}input {axis} ({size + 2 * pad})")
+    if span % stride:
+        raise InputError(
+            f"{caller}: stride {stride} does not tile the input {axis}: ({size} + 2*{pad} - "
+            f"{window}) / {stride} + 1 = {span / stride + 1:g} output positions is not an "
+            "integer; change the stride or the padding")
+    return span // stride + 1
+
+
+def conv_geometry(x: Array, w: Array, b: Array, stride: int, pad: int, caller: str
+                  ) -> tuple[int, int]:
+    """``(H', W')`` of a convolution, after checking x, w and b against each other."""
+    ndim(x, 4, "x", "(N, C, H, W)", caller)
+    ndim(w, 4, "w", "(F, C, HH, WW)", caller)
+    if x.shape[1] != w.shape[1]:
+        raise InputError(f"{caller}: x has {x.shape[1]} channels (shape {shape_str(x.shape)}) "
+                         f"but w expects {w.shape[1]} (shape {shape_str(w.shape)})")
+    if tuple(b.shape) != (w.shape[0],):
+        raise InputError(f"{caller}: b must have shape ({w.shape[0]},) for {w.shape[0]} "
+                         f"filters, got {shape_str(b.shape)}")
+    height = _output_size(x.shape[2], w.shape[2], stride, pad, "filter height", "height",
+                          caller)
+    width = _output_size(x.shape[3], w.shape[3], stride, pad, "filter width", "width", caller)
+    return height, width
+
+
+def pool_geometry(x: Array, pool_height: int, pool_width: int, stride: int, caller: str
+                  ) -> tuple[int, int]:
+    """``(H', W')`` of a max pooling, after checking x."""
+    ndim(x, 4, "x", "(N, C, H, W)", caller)
+    return (_output_size(x.shape[2], pool_height, stride, 0, "pool height", "height", caller),
+            _output_size(x.shape[3], pool_width, stride, 0, "pool width", "width", caller))
+
+
+def check_dout(dout: Array, expected: tuple[int, ...], caller: str) -> None:
+    if tuple(dout.shape) != tuple(expected):
+        raise InputError(f"{caller}: dout must have the shape of the forward pass's output, "
+                         f"{shape_str(expected)}, got {shape_str(dout.shape)}")
+
+
+# ---------------------------------------------------------------------------
+# Layout helpers
+
+
+def _window(a: Array, kh: int, kw: int, stride: int, out_h: int, out_w: int) -> Array:
+    """The strided slice of the last two axes that kernel offset (kh, kw) sees."""
+    return a[:, :, kh:kh + stride * (out_h - 1) + 1:stride,
+             kw:kw + stride * (out_w - 1) + 1:stride]
+
+
+def _padded_cnhw(xp, x: Array, pad: int) -> Array:
+    """``x`` (N, C, H, W) as (C, N, H + 2 pad, W + 2 pad), zero padded."""
+    xt = xp.permute_dims(x, (1, 0, 2, 3))
+    if pad == 0:
+        return xt
+    c, n, h, w = xt.shape
+    out = xp.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=x.dtype, device=device(x))
+    out[:, :, pad:pad + h, pad:pad + w] = xt
+    return out
+
+
+def _as_matrix(xp, a: Array, rows: int) -> Array:
+    """``a`` reshaped to (rows, -1) (a copy when its layout requires one)."""
+    return xp.reshape(a, (rows, -1))
+
+
+def _column_bytes(x: Array, w: Array, out_h: int, out_w: int) -> int:
+    item = 8 if "64" in str(x.dtype) else 4
+    return x.shape[1] * w.shape[2] * w.shape[3] * x.shape[0] * out_h * out_w * item
+
+
+def choose_method(method: str, x: Array, w: Array, out_h: int, out_w: int) -> str:
+    """The algorithm ``'auto'`` stands for: im2col within :data:`IM2COL_BUDGET_BYTES`."""
+    if method != "auto":
+        return method
+    return "im2col" if _column_bytes(x, w, out_h, out_w) <= IM2COL_BUDGET_BYTES else "shifted"
+
+
+# ---------------------------------------------------------------------------
+# Convolution
+
+
+def conv_forward(xp, x: Array, w: Array, b: Array, stride: int, pad: int, method: str,
+                 caller: str) -> tuple[Array, dict]:
+    """Cross-correlation of ``x`` with ``w`` plus ``b``: ``(out, cache)``."""
+    out_h, out_w = conv_geometry(x, w, b, stride, pad, caller)
+    method = choose_method(method, x, w, out_h, out_w)
+    f, c, hh, ww = w.shape
+    n = x.shape[0]
+    xpad = _padded_cnhw(xp, x, pad)
+    cache = {"x": x, "w": w, "b": b, "stride": stride, "pad": pad, "method": method,
+             "out_shape": (n, f, out_h, out_w)}
+    if method == "im2col":
+        cols = xp.stack([_window(xpad, kh, kw, stride, out_h, out_w)
+                         for kh in range(hh) for kw in range(ww)], axis=1)
+        cols = xp.reshape(cols, (c * hh * ww, n * out_h * out_w))
+        out = xp.reshape(w, (f, c * hh * ww)) @ cols
+        cache["cols"] = cols
+    else:
+        taps = xp.reshape(xp.permute_dims(w, (2, 3, 0, 1)), (hh * ww, f, c))
+        out = None
+        for k in range(hh * ww):
+            patch = _as_matrix(xp, _window(xpad, k // ww, k % ww, stride, out_h, out_w), c)
+            term = taps[k, ...] @ patch
+            if out is None:
+                out = term
+            else:
+                out += term
+    bias = xp.reshape(b, (f, 1))
+    if out.dtype == bias.dtype:
+        out += bias  # in place on the fresh product
+    else:
+        out = out + bias
+    out = xp.permute_dims(xp.reshape(out, (f, n, out_h, out_w)), (1, 0, 2, 3))
+    return out, cache
+
+
+def conv_backward(xp, dout: Array, cache: dict, caller: str, need_dx: bool = True
+                  ) -> tuple[Array | None, Array, Array]:
+    """``(dx, dw, db)`` of :func:`conv_forward` (``dx`` None unless ``need_dx``)."""
+    x, w, stride, pad = cache["x"], cache["w"], cache["stride"], cache["pad"]
+    check_dout(dout, cache["out_shape"], caller)
+    n, f, out_h, out_w = cache["out_shape"]
+    _, c, hh, ww = w.shape
+    dout_t = _as_matrix(xp, xp.permute_dims(dout, (1, 0, 2, 3)), f)  # (F, N H' W')
+    db = xp.sum(dout_t, axis=1)
+    taps = dcols = None
+    if cache["method"] == "im2col":
+        cols = cache["cols"]
+        dw = xp.reshape(dout_t @ xp.matrix_transpose(cols), w.shape)
+        if not need_dx:
+            return None, dw, db
+        if _column_bytes(x, w, out_h, out_w) <= DCOLS_BUDGET_BYTES:
+            dcols = xp.matrix_transpose(xp.reshape(w, (f, c * hh * ww))) @ dout_t
+            dcols = xp.reshape(dcols, (c, hh * ww, n, out_h, out_w))
+        else:
+            taps = xp.reshape(xp.permute_dims(w, (2, 3, 0, 1)), (hh * ww, f, c))
+    else:
+        xpad = _padded_cnhw(xp, x, pad)
+        taps = xp.reshape(xp.permute_dims(w, (2, 3, 0, 1)), (hh * ww, f, c))
+        dtaps = []
+        for k in range(hh * ww):
+            patch = _as_matrix(xp, _window(xpad, k // ww, k % ww, stride, out_h, out_w), c)
+            dtaps.append(dout_t @ xp.matrix_transpose(patch))
+        dw = xp.permute_dims(xp.reshape(xp.stack(dtaps, axis=0), (hh, ww, f, c)), (2, 3, 0, 1))
+        if not need_dx:
+            return None, dw, db
+    h, wdt = x.shape[2], x.shape[3]
+    dxpad = xp.zeros((c, n, h + 2 * pad, wdt + 2 * pad), dtype=dout.dtype, device=device(dout))
+    for k in range(hh * ww):
+        kh, kw = k // ww, k % ww
+        if dcols is not None:
+            grad = dcols[:, k, ...]
+        else:
+            grad = xp.reshape(xp.matrix_transpose(taps[k, ...]) @ dout_t, (c, n, out_h, out_w))
+        region = _window(dxpad, kh, kw, stride, out_h, out_w)
+        region += grad
+        dxpad[:, :, kh:kh + stride * (out_h - 1) + 1:stride,
+              kw:kw + stride * (out_w - 1) + 1:stride] = region
+    dx = dxpad[:, :, pad:pad + h, pad:pad + wdt] if pad else dxpad
+    return xp.permute_dims(dx, (1, 0, 2, 3)), dw, db
+
+
+# ---------------------------------------------------------------------------
+# Max pooling
+
+
+def pool_forward(xp, x: Array, pool_height: int, pool_width: int, stride: int, caller: str
+                 ) -> tuple[Array, dict]:
+    """Max over each window: ``(out, cache)``; the cache holds the argmax offsets."""
+    out_h, out_w = pool_geometry(x, pool_height, pool_width, stride, caller)
+    out = arg = None
+    for k in range(pool_height * pool_width):
+        v = _window(x, k // pool_width, k % pool_width, stride, out_h, out_w)
+        if out is None:
+            out = xp.asarray(v, copy=True)
+            arg = xp.zeros(v.shape, dtype=xp.int32, device=device(x))
+            continue
+        # the first maximum wins; the first NaN wins over everything
+        take = (v > out) | (xp.isnan(v) & ~xp.isnan(out))
+        out = xp.where(take, v, out)
+        arg = xp.where(take, xp.asarray(k, dtype=xp.int32), arg)
+    cache = {"x_shape": tuple(x.shape), "arg": arg, "pool": (pool_height, pool_width, stride),
+             "dtype": x.dtype}
+    return out, cache
+
+
+def pool_backward(xp, dout: Array, cache: dict, caller: str) -> Array:
+    """Route each window's gradient to its first maximum (overlaps add up)."""
+    arg = cache["arg"]
+    check_dout(dout, tuple(arg.shape), caller)
+    pool_height, pool_width, stride = cache["pool"]
+    out_h, out_w = arg.shape[2], arg.shape[3]
+    dx = xp.zeros(cache["x_shape"], dtype=dout.dtype, device=device(dout))
+    zero = xp.zeros((), dtype=dout.dtype, device=device(dout))
+    for k in range(pool_height * pool_width):
+        kh, kw = k // pool_width, k % pool_width
+        region = _window(dx, kh, kw, stride, out_h, out_w)
+        region += xp.where(arg == k, dout, zero)
+        dx[:, :, kh:kh + stride * (out_h - 1) + 1:stride,
+           kw:kw + stride * (out_w - 1) + 1:stride] = region
+    return dx
