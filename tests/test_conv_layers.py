@@ -236,7 +236,8 @@ def test_nan_in_a_pooling_window(backend):
     param = {"pool_height": 2, "pool_width": 2, "stride": 2}
     naive, _ = layers.max_pool_forward_naive(backend.asarray(x), param)
     fast, _ = fast_layers.max_pool_forward_fast(backend.asarray(x), param)
-    assert np.isnan(xpnet.to_numpy(naive)[0, 0, 0, 0]) and np.isnan(xpnet.to_numpy(fast)[0, 0, 0, 0])
+    assert np.isnan(xpnet.to_numpy(naive)[0, 0, 0, 0])
+    assert np.isnan(xpnet.to_numpy(fast)[0, 0, 0, 0])
     assert_close(fast, naive, rtol=0)
 
 
