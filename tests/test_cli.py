@@ -358,3 +358,39 @@ def test_gradcheck_fails_on_a_broken_backward(monkeypatch, capsys):
     rows = {line.split()[0]: line for line in out.splitlines()[3:-1]}
     assert "FAIL" in rows["relu"] and rows["affine"].rstrip().endswith("pass")
     assert "FAILED: relu" in out.strip().splitlines()[-1]
+
+
+# ---------------------------------------------------------------------------
+# --model cnn
+
+
+def test_train_cnn_on_digits_with_its_preset(backend_env, tmp_path, capsys):
+    run = tmp_path / "cnn"
+    code, out, err = run_cli(capsys, "train", "--model", "cnn", "--dataset", "digits",
+                             "--num-train", "200", "--num-val", "50", "--num-test", "50",
+                             "--filters", "6", "--filter-size", "3", "--hidden", "20",
+                             "--epochs", "2", "--seed", "1", "--run-dir", run, "-q")
+    assert code == 0, err
+    assert "ThreeLayerConvNet (6 filters 3x3, hidden 20)" in out
+    config = json.loads((run / "config.json").read_text())
+    assert config["args"]["model"] == "cnn" and config["args"]["preset"] == "cnn"
+    assert config["model"]["class"].endswith("ThreeLayerConvNet")
+    assert config["data"]["image_shape"] == [1, 8, 8]  # digits keep their image shape
+    model = xpnet.load_model(run / "best_model.npz", backend="numpy")
+    assert type(model).__name__ == "ThreeLayerConvNet"
+    assert tuple(model.params["W1"].shape) == (6, 1, 3, 3)
+    assert (run / "first_layer_weights.png").stat().st_size > 0
+    code, out, err = run_cli(capsys, "train", "--resume", run, "--epochs", "3", "-q")
+    assert code == 0 and "epoch 3/3" in out, err
+
+
+def test_model_options_must_fit_the_model(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "--filters", "8", "--run-dir", tmp_path / "r")
+    assert_one_line_error(code, err, "--filters does not apply to --model fc")
+    code, _, err = run_cli(capsys, "train", "--model", "cnn", "--preset", "best",
+                           "--run-dir", tmp_path / "r")
+    assert_one_line_error(code, err, "--preset best is for --model fc")
+    code, _, err = run_cli(capsys, "train", "--model", "cnn", "--hidden", "10", "20",
+                           "--run-dir", tmp_path / "r")
+    assert_one_line_error(code, err, "--model cnn takes 1 --hidden size")
+    assert not (tmp_path / "r").exists()

@@ -73,28 +73,35 @@ def visualize_grid(Xs: Any, ubound: float = 255.0, padding: int = 1) -> np.ndarr
 
 
 def first_layer_images(W1: Any, image_shape: Sequence[int]) -> np.ndarray:
-    """The columns of a first-layer weight matrix as images.
+    """The columns of a first-layer weight matrix, or convolution filters, as images.
 
     Parameters
     ----------
-    W1 : array of shape (D, H)
+    W1 : array of shape (D, H), or (F, C, h, w) filters
         ``D = prod(image_shape)``; any backend.
-    image_shape : (3, 32, 32) for CIFAR-10 (channels first) or (h, w) for grey
+    image_shape : (3, 32, 32) for CIFAR-10 (channels first), (1, h, w) or (h, w)
+        for grey (ignored for filters)
 
     Returns
     -------
     numpy.ndarray
         ``(H, 32, 32, 3)`` for channels-first colour images (the CIFAR-10
-        layout ``(H, 3, 32, 32).transpose(0, 2, 3, 1)``), ``(H, h, w)`` for grey.
+        layout ``(H, 3, 32, 32).transpose(0, 2, 3, 1)``), ``(H, h, w)`` for grey;
+        ``(F, h, w, C)`` (``(F, h, w)`` for one channel) for filters.
     """
     W1 = to_numpy(W1)
-    shape = tuple(int(s) for s in image_shape)
-    if W1.ndim != 2 or W1.shape[0] != math.prod(shape):
-        raise InputError(f"first_layer_images: W1 must have shape ({math.prod(shape)}, H) "
-                         f"for images of shape {shape}, got {W1.shape}")
-    images = W1.T.reshape(W1.shape[1], *shape)
-    if len(shape) == 3:
-        images = images.transpose(0, 2, 3, 1)
+    if W1.ndim == 4:  # convolution filters (F, C, h, w)
+        images = W1.transpose(0, 2, 3, 1)
+    else:
+        shape = tuple(int(s) for s in image_shape)
+        if W1.ndim != 2 or W1.shape[0] != math.prod(shape):
+            raise InputError(f"first_layer_images: W1 must have shape ({math.prod(shape)}, H) "
+                             f"for images of shape {shape}, got {W1.shape}")
+        images = W1.T.reshape(W1.shape[1], *shape)
+        if len(shape) == 3:
+            images = images.transpose(0, 2, 3, 1)
+    if images.ndim == 4 and images.shape[-1] == 1:  # one grey channel
+        images = images[..., 0]
     return images
 
 
@@ -152,8 +159,8 @@ def plot_first_layer_weights(W1: Any, image_shape: Sequence[int],
 
     Parameters
     ----------
-    W1 : array of shape (D, H), any backend
-    image_shape : (3, 32, 32) for colour images, (h, w) for grey ones
+    W1 : array of shape (D, H), or convolution filters (F, C, h, w); any backend
+    image_shape : (3, 32, 32) for colour images, (1, h, w) or (h, w) for grey ones
     path : path, optional
         Write the figure there as a PNG.
     max_images : int
@@ -171,7 +178,10 @@ def plot_first_layer_weights(W1: Any, image_shape: Sequence[int],
         ax.imshow(grid[..., 0], cmap="gray")
     else:
         ax.imshow(grid)
-    ax.set_title(f"First-layer weights ({images.shape[0]} of {to_numpy(W1).shape[1]} units)")
+    W1 = to_numpy(W1)
+    what = "filters" if W1.ndim == 4 else "weights"
+    total = W1.shape[0] if W1.ndim == 4 else W1.shape[1]
+    ax.set_title(f"First-layer {what} ({images.shape[0]} of {total})")
     ax.axis("off")
     if path is not None:
         save_figure(fig, path)

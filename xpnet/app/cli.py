@@ -9,6 +9,7 @@ Examples
     xpnet train                                # CIFAR-10 if found, else digits
     xpnet train --preset best --data-dir ~/data
     xpnet train --hidden 100 100 --normalization layernorm --keep-ratio 0.8 --epochs 5
+    xpnet train --model cnn --epochs 1          # ThreeLayerConvNet
     xpnet train --resume runs/20250101-120000  # continue after Ctrl-C
 
 Every :class:`~xpnet.errors.XpnetError` (bad options, data, run folders,
@@ -32,8 +33,8 @@ from .. import optim
 from .._version import __version__
 from ..backend import BACKEND_NAMES
 from ..errors import RunError, TrainingDivergedError, XpnetError
+from .models import MODELS, NORMALIZATION_CHOICES
 from .presets import PRESETS
-from .train import NORMALIZATION_CHOICES
 
 __all__ = ["build_parser", "main"]
 
@@ -41,7 +42,7 @@ _BACKEND_HELP = (f"{', '.join(BACKEND_NAMES)} or auto (default: $XPNET_BACKEND, 
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _TRAIN_KEYS = (
-    "hidden", "normalization", "keep_ratio", "update_rule", "learning_rate", "lr_decay",
+    "model", "num_filters", "filter_size", "hidden", "normalization", "keep_ratio", "update_rule", "learning_rate", "lr_decay",
     "reg", "weight_scale", "epochs", "batch_size", "seed", "preset", "dataset",
     "data_dir", "num_train", "num_val", "num_test", "download", "backend", "quiet",
     "run_dir", "resume",
@@ -62,6 +63,8 @@ class _Parser(argparse.ArgumentParser):
 def _presets_help(key: str) -> str:
     values = []
     for name, options in PRESETS.items():
+        if key not in options:
+            continue
         value = options[key]
         shown = " ".join(map(str, value)) if isinstance(value, list) else value
         values.append(f"{name}: {shown}")
@@ -70,17 +73,27 @@ def _presets_help(key: str) -> str:
 
 def _add_train(sub: Any) -> None:
     p = sub.add_parser(
-        "train", help="train a FullyConnectedNet and write a run folder",
-        description="Train a FullyConnectedNet on CIFAR-10 (or, offline, on scikit-learn's "
+        "train", help="train a model and write a run folder",
+        description="Train a model (--model) on CIFAR-10 (or, offline, on scikit-learn's "
                     "handwritten digits) and write a run folder with the best model, the "
                     "configuration and history (JSON) and plots (PNG). Options left out take "
                     "the preset's value; Ctrl-C saves a checkpoint that --resume continues.")
     p.add_argument("--preset", choices=sorted(PRESETS),
-                   help="a set of defaults that explicit options override (default: default; "
-                        "best: wider and deeper, dropout, decay, more epochs)")
+                   help="a set of defaults that explicit options override: "
+                        + "; ".join(f"{name}: --model {options['model']}"
+                                    for name, options in PRESETS.items())
+                        + " (default: the model's own preset)")
     model = p.add_argument_group("model")
+    model.add_argument("--model", choices=sorted(MODELS),
+                       help="; ".join(f"{m.name}: {m.summary} (preset {m.preset})"
+                                      for m in MODELS.values()) + " (default: the preset's, "
+                            "else fc)")
     model.add_argument("--hidden", type=int, nargs="+", metavar="H",
                        help=f"hidden layer sizes ({_presets_help('hidden')})")
+    model.add_argument("--filters", dest="num_filters", type=int, metavar="F",
+                       help=f"cnn: number of filters ({_presets_help('num_filters')})")
+    model.add_argument("--filter-size", type=int, metavar="K",
+                       help=f"cnn: filter height and width ({_presets_help('filter_size')})")
     model.add_argument("--normalization", choices=NORMALIZATION_CHOICES,
                        help=f"({_presets_help('normalization')})")
     model.add_argument("--keep-ratio", "--dropout-keep-ratio", dest="keep_ratio", type=float,

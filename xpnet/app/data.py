@@ -70,7 +70,7 @@ class Dataset:
 
     @property
     def image_shape(self) -> tuple[int, ...]:
-        """Shape of one input: (3, 32, 32) for CIFAR-10, (8, 8) for digits."""
+        """Shape of one input: (3, 32, 32) for CIFAR-10, (1, 8, 8) for digits."""
         return tuple(self.source["image_shape"])
 
     @property
@@ -181,7 +181,7 @@ def load_digits(sizes: tuple[int | None, int | None, int | None] = (None, None, 
         raise InputError(f"--num-train + --num-val + --num-test must be at most {len(X)} for "
                          f"the digits data set, got {num_train} + {num_val} + {num_test}")
     order = np.random.default_rng(_DIGITS_SPLIT_SEED).permutation(len(X))
-    X = X[order].astype(np.float32).reshape(-1, 8, 8)
+    X = X[order].astype(np.float32).reshape(-1, 1, 8, 8)  # one grey channel
     y = y[order].astype(np.int64)
     stops = np.cumsum([num_train, num_val, num_test])
     data = {
@@ -198,7 +198,7 @@ def load_digits(sizes: tuple[int | None, int | None, int | None] = (None, None, 
         "name": "digits",
         "origin": "sklearn.datasets.load_digits",
         "num_train": num_train, "num_val": num_val, "num_test": num_test,
-        "image_shape": [8, 8],
+        "image_shape": [1, 8, 8],
         "preprocessing": f"fixed permutation (seed {_DIGITS_SPLIT_SEED}), each pixel "
                          "standardized with the training mean and std",
     }

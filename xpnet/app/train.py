@@ -27,17 +27,16 @@ from .. import checkpoint, optim
 from .._ops import checks
 from .._version import __version__
 from ..backend import get_backend, to_numpy
-from ..classifiers.fc_net import NORMALIZATIONS, FullyConnectedNet
 from ..data_utils import default_data_dir
 from ..errors import CheckpointError, InputError, RunError, TrainingDivergedError
 from ..solver import Solver
 from . import data as datasets
+from .models import MODEL_OPTIONS, build_model, describe_model, model_spec
 from .presets import preset_options
 from .runs import CURVES, WEIGHTS, RunFolder
 
 __all__ = [
     "INTERRUPT_ENV",
-    "NORMALIZATION_CHOICES",
     "RESUMABLE_OPTIONS",
     "TrainResult",
     "resolve_options",
@@ -47,12 +46,12 @@ __all__ = [
 
 #: Undocumented, for tests: send SIGINT to this process after this many iterations.
 INTERRUPT_ENV = "XPNET_INTERRUPT_AFTER_ITERATIONS"
-NORMALIZATION_CHOICES = tuple(n or "none" for n in NORMALIZATIONS)
 #: Options a resumed run may change; every other one must match the saved run.
 RESUMABLE_OPTIONS = ("epochs", "backend", "data_dir", "download", "quiet")
 #: Options that are not part of the saved configuration of a run.
 _NOT_SAVED = ("quiet", "run_dir", "resume")
 _FLAGS = {
+    "model": "--model", "num_filters": "--filters", "filter_size": "--filter-size",
     "hidden": "--hidden", "normalization": "--normalization", "keep_ratio": "--keep-ratio",
     "update_rule": "--update-rule", "learning_rate": "--lr", "lr_decay": "--lr-decay",
     "reg": "--reg", "weight_scale": "--weight-scale", "epochs": "--epochs",
@@ -117,9 +116,23 @@ def resolve_options(explicit: dict[str, Any], saved: dict[str, Any] | None = Non
                     f"used {_flag(key)} {_show(options[key])}; a resumed run keeps its "
                     f"architecture and settings (only --epochs, --backend, --data-dir, "
                     f"--no-download may change)")
+        options.setdefault("model", "fc")  # runs of xpnet 0.1 knew no other model
+        for key in MODEL_OPTIONS:
+            options.setdefault(key, None)
         return options
-    options = preset_options(given.get("preset", "default"))
-    options.update({"preset": "default", "dataset": "auto", "data_dir": None,
+    model = given.get("model")
+    preset = given.get("preset") or model_spec(model or "fc").preset
+    options = preset_options(preset)
+    if model is not None and options["model"] != model:
+        raise InputError(f"--preset {preset} is for --model {options['model']}, not --model "
+                         f"{model}; leave one of them out")
+    spec = model_spec(options["model"])
+    foreign = [k for k in MODEL_OPTIONS if k not in spec.options and k in given]
+    if foreign:
+        raise InputError(f"{', '.join(_flag(k) for k in foreign)} does not apply to --model "
+                         f"{spec.name} (which takes {', '.join(_flag(k) for k in spec.options)})")
+    options.update({key: None for key in MODEL_OPTIONS if key not in options})
+    options.update({"preset": preset, "dataset": "auto", "data_dir": None,
                     "num_train": None, "num_val": None, "num_test": None, "download": True,
                     "backend": None, "seed": None})
     options.update(given)
@@ -140,15 +153,9 @@ def validate_options(options: dict[str, Any]) -> None:
     InputError
         With a one-line message naming the option.
     """
-    hidden = options["hidden"]
-    if not isinstance(hidden, list) or not hidden:
-        raise InputError(f"--hidden must be one or more positive integers, got {_show(hidden)}")
-    for h in hidden:
-        checks.positive_int(h, "every --hidden size")
+    model_spec(options["model"]).validate(options)
     for key in ("epochs", "batch_size"):
         checks.positive_int(options[key], _flag(key))
-    checks.choice(options["normalization"], NORMALIZATION_CHOICES, "normalization")
-    checks.keep_ratio(options["keep_ratio"], "--keep-ratio")
     checks.choice(options["update_rule"], tuple(optim.UPDATE_RULES), "update rule")
     for key in ("learning_rate", "weight_scale", "lr_decay"):
         checks.positive_number(options[key], _flag(key))
@@ -162,25 +169,6 @@ def validate_options(options: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------------------
 # Model and solver
-
-
-def build_model(options: dict[str, Any], input_dim: int, num_classes: int,
-                backend: Any) -> FullyConnectedNet:
-    """The FullyConnectedNet of ``options`` (float32, initial weights from ``seed``).
-
-    The model's ``seed`` would also fix the dropout mask (for gradient checks);
-    for training the mask must change every step, so it is drawn from the
-    backend's random stream instead.
-    """
-    normalization = options["normalization"]
-    model = FullyConnectedNet(
-        options["hidden"], input_dim=input_dim, num_classes=num_classes,
-        dropout_keep_ratio=options["keep_ratio"],
-        normalization=None if normalization == "none" else normalization,
-        reg=options["reg"], weight_scale=options["weight_scale"], dtype="float32",
-        seed=options["seed"], backend=backend)
-    model.dropout_param.pop("seed", None)
-    return model
 
 
 @dataclass
@@ -320,9 +308,7 @@ def _load_data(options: dict[str, Any], saved_source: dict[str, Any] | None,
 
 def _describe(options: dict[str, Any], dataset: datasets.Dataset, backend: Any) -> str:
     src = dataset.source
-    keep = options["keep_ratio"]
-    return (f"FullyConnectedNet {options['hidden']} ({options['normalization']}"
-            f"{f', keep {keep}' if keep != 1 else ''}), {options['update_rule']} lr "
+    return (f"{describe_model(options)}, {options['update_rule']} lr "
             f"{options['learning_rate']:g} decay {options['lr_decay']:g}, batch "
             f"{options['batch_size']}; "
             f"{src['name']} {src['num_train']}/{src['num_val']}/{src['num_test']}; "
@@ -393,7 +379,7 @@ def _train_in(run: RunFolder, options: dict[str, Any], dataset: datasets.Dataset
               show_bar: bool) -> TrainResult:
     data = dataset.data
     num_classes = NUM_CLASSES
-    model = build_model(options, dataset.input_dim, num_classes, backend)
+    model = build_model(options, dataset.image_shape, num_classes, backend)
     ipe = max(len(data["X_train"]) // options["batch_size"], 1)
     model_meta = checkpoint.model_meta(model)
     history: dict[str, Any] = {"train_seconds": 0.0, "timed_iterations": 0, "model": model_meta,

@@ -1,0 +1,151 @@
+"""The models ``xpnet train --model NAME`` can build, and the options each one takes.
+
+Each :class:`ModelSpec` names the command-line options that shape its model
+and builds the model from the resolved options, the input shape and the
+number of classes. Options of other models must be left out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .._ops import checks
+from ..classifiers.cnn import ThreeLayerConvNet
+from ..classifiers.fc_net import NORMALIZATIONS, FullyConnectedNet
+from ..errors import InputError
+from ..nn.model import Model
+
+__all__ = ["MODELS", "MODEL_OPTIONS", "NORMALIZATION_CHOICES", "ModelSpec", "build_model",
+           "describe_model"]
+
+#: ``--normalization`` values (``none`` stands for no normalization).
+NORMALIZATION_CHOICES = tuple(n or "none" for n in NORMALIZATIONS)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model the command can train.
+
+    Attributes
+    ----------
+    name : str
+        The ``--model`` value.
+    summary : str
+        One line for ``--help``.
+    options : tuple of str
+        The model-shaping options it takes (keys of the resolved options).
+    preset : str
+        The preset ``--model NAME`` starts from.
+    build : callable
+        ``build(options, input_shape, num_classes, backend) -> Model``.
+    validate : callable
+        ``validate(options)``: raises InputError naming the bad option.
+    describe : callable
+        ``describe(options) -> str``: the model in one line.
+    """
+
+    name: str
+    summary: str
+    options: tuple[str, ...]
+    preset: str
+    build: Callable[[dict[str, Any], tuple[int, ...], int, Any], Model]
+    validate: Callable[[dict[str, Any]], None]
+    describe: Callable[[dict[str, Any]], str]
+
+
+def _hidden(options: dict[str, Any], count: int | None = None) -> None:
+    hidden = options["hidden"]
+    if not isinstance(hidden, list) or not hidden:
+        raise InputError(f"--hidden must be one or more positive integers, got {hidden!r}")
+    for h in hidden:
+        checks.positive_int(h, "every --hidden size")
+    if count is not None and len(hidden) != count:
+        raise InputError(f"--model {options['model']} takes {count} --hidden size, got "
+                         f"{len(hidden)}: {' '.join(map(str, hidden))}")
+
+
+# -- fc: FullyConnectedNet -------------------------------------------------------
+
+def _build_fc(options: dict[str, Any], input_shape: tuple[int, ...], num_classes: int,
+              backend: Any) -> Model:
+    # The model's seed would also fix the dropout mask (for gradient checks); for
+    # training the mask must change every step: it comes from the Solver's stream.
+    normalization = options["normalization"]
+    model = FullyConnectedNet(
+        options["hidden"], input_dim=math.prod(input_shape), num_classes=num_classes,
+        dropout_keep_ratio=options["keep_ratio"],
+        normalization=None if normalization == "none" else normalization,
+        reg=options["reg"], weight_scale=options["weight_scale"], dtype="float32",
+        seed=options["seed"], backend=backend)
+    model.dropout_param.pop("seed", None)
+    return model
+
+
+def _validate_fc(options: dict[str, Any]) -> None:
+    _hidden(options)
+    checks.choice(options["normalization"], NORMALIZATION_CHOICES, "normalization")
+    checks.keep_ratio(options["keep_ratio"], "--keep-ratio")
+
+
+def _describe_fc(options: dict[str, Any]) -> str:
+    keep = options["keep_ratio"]
+    return (f"FullyConnectedNet {options['hidden']} ({options['normalization']}"
+            f"{f', keep {keep}' if keep != 1 else ''})")
+
+
+# -- cnn: ThreeLayerConvNet ------------------------------------------------------
+
+def _build_cnn(options: dict[str, Any], input_shape: tuple[int, ...], num_classes: int,
+               backend: Any) -> Model:
+    if len(input_shape) != 3:
+        raise InputError(f"--model cnn needs images of shape (C, H, W), got {input_shape}")
+    return ThreeLayerConvNet(
+        input_dim=input_shape, num_filters=options["num_filters"],
+        filter_size=options["filter_size"], hidden_dim=options["hidden"][0],
+        num_classes=num_classes, weight_scale=options["weight_scale"], reg=options["reg"],
+        dtype="float32", seed=options["seed"], backend=backend)
+
+
+def _validate_cnn(options: dict[str, Any]) -> None:
+    _hidden(options, count=1)
+    checks.positive_int(options["num_filters"], "--filters")
+    checks.positive_int(options["filter_size"], "--filter-size")
+
+
+def _describe_cnn(options: dict[str, Any]) -> str:
+    return (f"ThreeLayerConvNet ({options['num_filters']} filters "
+            f"{options['filter_size']}x{options['filter_size']}, hidden {options['hidden'][0]})")
+
+
+MODELS: dict[str, ModelSpec] = {
+    "fc": ModelSpec("fc", "FullyConnectedNet (the course's fully-connected net)",
+                    ("hidden", "normalization", "keep_ratio"), "default",
+                    _build_fc, _validate_fc, _describe_fc),
+    "cnn": ModelSpec("cnn", "ThreeLayerConvNet: conv - relu - pool - affine - relu - affine",
+                     ("hidden", "num_filters", "filter_size"), "cnn",
+                     _build_cnn, _validate_cnn, _describe_cnn),
+}
+
+#: Every model-shaping option, over all models.
+MODEL_OPTIONS: tuple[str, ...] = tuple(dict.fromkeys(o for m in MODELS.values()
+                                                     for o in m.options))
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The spec of ``--model name`` (InputError listing the known ones)."""
+    checks.choice(name, tuple(MODELS), "model")
+    return MODELS[name]
+
+
+def build_model(options: dict[str, Any], input_shape: tuple[int, ...], num_classes: int,
+                backend: Any) -> Model:
+    """The model of ``options`` (float32, initial weights from ``seed``)."""
+    return model_spec(options["model"]).build(options, tuple(input_shape), num_classes,
+                                              backend)
+
+
+def describe_model(options: dict[str, Any]) -> str:
+    return model_spec(options["model"]).describe(options)
