@@ -41,12 +41,6 @@ __all__ = ["build_parser", "main"]
 _BACKEND_HELP = (f"{', '.join(BACKEND_NAMES)} or auto (default: $XPNET_BACKEND, else auto)")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-_TRAIN_KEYS = (
-    "model", "num_filters", "filter_size", "hidden", "normalization", "keep_ratio", "update_rule", "learning_rate", "lr_decay",
-    "reg", "weight_scale", "epochs", "batch_size", "seed", "preset", "dataset",
-    "data_dir", "num_train", "num_val", "num_test", "download", "backend", "quiet",
-    "run_dir", "resume",
-)
 
 
 class _UsageError(Exception):
@@ -167,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .train import train
 
-    explicit = {key: getattr(args, key) for key in _TRAIN_KEYS}
+    explicit = {k: v for k, v in vars(args).items() if k not in ("command", "debug")}
     if explicit["resume"] is not None and explicit["run_dir"] is not None:
         raise RunError("--run-dir names a new run and --resume continues one; give only one")
     result = train(explicit, argv=["xpnet", *argv])
