@@ -139,16 +139,18 @@ def notebooks(session: nox.Session, backend: str) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Training speed and memory against PyTorch (benchmarks/bench_train.py), quick setting.
+    """Speed against PyTorch, each implementation in its own process (quick setting).
 
-    ``nox -s bench``: 2,000 synthetic samples, blocks of 20 iterations extrapolated to
-    49,000-sample epochs. Arguments after ``--`` replace the quick setting, e.g.
-    ``nox -s bench -- --configs a,c --epochs 5`` (see ``bench_train.py --help``).
+    ``nox -s bench``: the training workloads on 5,000 samples, 2 rounds, and the
+    convolution layer, 3 rounds. Arguments after ``--`` go to bench_train.py instead,
+    e.g. ``nox -s bench -- --workloads fc-a,cnn --rounds 4`` (see its ``--help``).
     """
-    session.install("torch==2.13.0", "array-api-strict>=2.3", "threadpoolctl", "psutil")
+    session.install("torch==2.13.0", "array-api-strict>=2.3", "threadpoolctl")
     session.install("-e", ".")
-    args = session.posargs or ["--samples", "2000", "--iters", "20", "--epochs", "3",
-                               "--warmup", "5"]
-    if not any(a.startswith("--json") for a in args):
-        args = [*args, "--json", str(Path(session.create_tmp()) / "bench_train.json")]
-    session.run("python", "benchmarks/bench_train.py", *args)
+    tmp = Path(session.create_tmp())
+    args = session.posargs or ["--samples", "5000", "--rounds", "2"]
+    session.run("python", "benchmarks/bench_train.py", *args, "--json",
+                str(tmp / "bench_train.json"))
+    if not session.posargs:
+        session.run("python", "benchmarks/bench_conv.py", "--rounds", "3", "--json",
+                    str(tmp / "bench_conv.json"))

@@ -1,12 +1,13 @@
-"""The plain PyTorch training loop that xpnet is measured against.
+"""The plain PyTorch training loops that xpnet is measured against.
 
-Same network as :class:`xpnet.FullyConnectedNet` (``{affine - [batchnorm] -
-relu} x (L - 1) - affine - softmax``), same initial scale (weights
-N(0, weight_scale^2), biases 0, gamma 1, beta 0), same Adam hyperparameters
-and the same minibatching as the xpnet ``Solver``: indices drawn uniformly
-with replacement on the device, rows gathered there, losses kept on the device
-and fetched in bulk. Built from ``torch.nn.Linear`` / ``ReLU`` /
-``BatchNorm1d`` / ``CrossEntropyLoss`` with autograd.
+Same networks as :class:`xpnet.FullyConnectedNet` (``{affine - [batchnorm] -
+relu} x (L - 1) - affine - softmax``) and :class:`xpnet.ThreeLayerConvNet`
+(``conv - relu - 2x2 max pool - affine - relu - affine - softmax``), same
+initial scale (weights N(0, weight_scale^2), biases 0, gamma 1, beta 0), same
+Adam hyperparameters and the same minibatching as the xpnet ``Solver``:
+indices drawn uniformly with replacement on the device, rows gathered there,
+losses kept on the device and fetched in bulk. Built from ``torch.nn`` modules
+with autograd.
 """
 
 from __future__ import annotations
@@ -54,6 +55,28 @@ def build_net(
     return torch.nn.Sequential(*layers)
 
 
+def build_cnn(
+    input_shape: Sequence[int], num_filters: int, filter_size: int, hidden: int,
+    num_classes: int, weight_scale: float, dtype: torch.dtype, device: torch.device,
+    seed: int = 0,
+) -> torch.nn.Sequential:
+    """``Conv2d - ReLU - MaxPool2d(2) - Flatten - Linear - ReLU - Linear``."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    c, h, w = input_shape
+    conv = torch.nn.Conv2d(c, num_filters, filter_size, padding=(filter_size - 1) // 2,
+                           dtype=dtype, device=device)
+    pooled = num_filters * (h // 2) * (w // 2)
+    fc1 = torch.nn.Linear(pooled, hidden, dtype=dtype, device=device)
+    fc2 = torch.nn.Linear(hidden, num_classes, dtype=dtype, device=device)
+    with torch.no_grad():
+        for layer in (conv, fc1, fc2):
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen, dtype=dtype)
+                               * weight_scale)
+            layer.bias.zero_()
+    return torch.nn.Sequential(conv, torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+                               fc1, torch.nn.ReLU(), fc2)
+
+
 class TorchTrainer:
     """Adam training of :func:`build_net` on a data set held on ``device``.
 
@@ -62,10 +85,10 @@ class TorchTrainer:
     """
 
     def __init__(
-        self, X: Any, y: Any, dims: Sequence[int], normalization: str | None,
+        self, X: Any, y: Any, dims: Sequence[int] | None, normalization: str | None,
         weight_scale: float, batch_size: int, dtype: torch.dtype,
         device: torch.device, adam: str = "default", learning_rate: float = 1e-3,
-        seed: int = 0,
+        seed: int = 0, net: torch.nn.Module | None = None,
     ) -> None:
         self.device = device
         self.X = torch.as_tensor(X, device=device)
@@ -73,7 +96,8 @@ class TorchTrainer:
             self.X = self.X.to(dtype)
         self.y = torch.as_tensor(y, device=device, dtype=torch.int64)
         self.batch_size = batch_size
-        self.net = build_net(dims, normalization, weight_scale, dtype, device, seed)
+        self.net = net if net is not None else build_net(dims, normalization, weight_scale,
+                                                         dtype, device, seed)
         kwargs: dict[str, Any] = {}
         if adam == "fused":
             kwargs["fused"] = True
@@ -106,3 +130,21 @@ class TorchTrainer:
     def synchronize(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+    def accuracy(self, X: Any, y: Any, num_samples: int | None = None,
+                 batch_size: int = 100) -> float:
+        """Fraction classified right, on a random subsample like the Solver's."""
+        X = torch.as_tensor(X, device=self.device, dtype=self.X.dtype)
+        y = torch.as_tensor(y, device=self.device, dtype=torch.int64)
+        if num_samples is not None and X.shape[0] > num_samples:
+            idx = torch.randint(0, X.shape[0], (num_samples,), generator=self.gen,
+                                device=self.device)
+            X, y = X.index_select(0, idx), y.index_select(0, idx)
+        self.net.eval()
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        with torch.no_grad():
+            for start in range(0, X.shape[0], batch_size):
+                scores = self.net(X[start:start + batch_size])
+                correct += (scores.argmax(dim=1) == y[start:start + batch_size]).sum()
+        self.net.train()
+        return float(correct) / X.shape[0]
