@@ -241,7 +241,8 @@ def floor_training(workload: str, impl: str, args: argparse.Namespace) -> dict[s
     rng = np.random.default_rng(1)
     host = [(rng.standard_normal((batch, a)).astype(dtype),
              rng.standard_normal((a, b)).astype(dtype),
-             rng.standard_normal((batch, b)).astype(dtype)) for a, b in zip(dims, dims[1:], strict=False)]
+             rng.standard_normal((batch, b)).astype(dtype))
+            for a, b in zip(dims, dims[1:], strict=False)]
     if impl == "floor-torch":
         import torch
 
