@@ -123,8 +123,8 @@ def rebuild_model(meta_model: Mapping[str, Any], backend: Backend | str | None =
         raise CheckpointError(f"{source} does not say how to rebuild its "
                               f"{cls.__name__} (no config)")
     try:
-        return cls(**config, backend=backend)
-    except TypeError as err:
+        return cls.from_config(config, backend=backend)
+    except (TypeError, KeyError) as err:
         raise CheckpointError(f"{source}: cannot rebuild {cls.__name__} from its "
                               f"config ({err})") from None
 

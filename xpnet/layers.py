@@ -29,6 +29,7 @@ __all__ = [
     "max_pool_forward_naive", "max_pool_backward_naive",
     "spatial_batchnorm_forward", "spatial_batchnorm_backward",
     "spatial_groupnorm_forward", "spatial_groupnorm_backward",
+    "global_avg_pool_forward", "global_avg_pool_backward",
 ]
 
 Array = Any
@@ -143,20 +144,30 @@ def svm_loss(x: Array, y: Array, *, check_labels: bool = True) -> tuple[Array, A
     return loss, dx
 
 
-def softmax_loss(x: Array, y: Array, *, check_labels: bool = True) -> tuple[Array, Array]:
+def softmax_loss(x: Array, y: Array, *, check_labels: bool = True,
+                 label_smoothing: float = 0.0) -> tuple[Array, Array]:
     """Softmax (cross-entropy) loss, numerically stable, averaged over N.
 
-    Parameters and returns as :func:`svm_loss`.
+    Parameters and returns as :func:`svm_loss`, plus ``label_smoothing`` (eps):
+    the target of each sample is ``(1 - eps) * onehot + eps / C`` instead of the
+    one-hot vector (0, the default, is the course's loss).
     """
     xp = namespace_of(x, y, caller="softmax_loss")
     onehot = checks.onehot_labels(xp, x, y, "softmax_loss", check_labels)
-    n = x.shape[0]
+    n, classes = x.shape
     shifted = x - xp.max(x, axis=1, keepdims=True)
     log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
-    loss = -xp.sum(xp.where(onehot, log_probs, 0)) / n
     dx = xp.exp(log_probs)
-    dx = (dx - xp.astype(onehot, x.dtype)) / n
-    return loss, dx
+    if not label_smoothing:
+        loss = -xp.sum(xp.where(onehot, log_probs, 0)) / n
+        dx = (dx - xp.astype(onehot, x.dtype)) / n
+        return loss, dx
+    eps = float(label_smoothing)
+    if not 0.0 < eps < 1.0:
+        raise InputError(f"softmax_loss: label_smoothing must lie in [0, 1), got {eps!r}")
+    target = xp.astype(onehot, x.dtype) * (1.0 - eps) + eps / classes
+    loss = -xp.sum(target * log_probs) / n
+    return loss, (dx - target) / n
 
 
 # ---------------------------------------------------------------------------
@@ -522,3 +533,28 @@ def spatial_groupnorm_backward(dout: Array, cache: dict) -> tuple[Array, Array, 
     """Backward pass of :func:`spatial_groupnorm_forward`: ``(dx, dgamma, dbeta)``."""
     checks.train_cache(cache, "spatial_groupnorm_backward", "spatial_groupnorm_forward")
     return normalization.backward(dout, cache, "spatial_groupnorm_backward")
+
+
+# ---------------------------------------------------------------------------
+# Global average pooling (not in the course: the head of deeper conv nets)
+# ---------------------------------------------------------------------------
+
+def global_avg_pool_forward(x: Array) -> tuple[Array, tuple]:
+    """The mean of each channel over H and W: (N, C, H, W) -> (N, C).
+
+    Returns ``(out, cache)`` with the cache ``x``'s shape.
+    """
+    caller = "global_avg_pool_forward"
+    xp = namespace_of(x, caller=caller)
+    checks.ndim(x, 4, "x", "(N, C, H, W)", caller)
+    return xp.mean(x, axis=(2, 3)), tuple(x.shape)
+
+
+def global_avg_pool_backward(dout: Array, cache: tuple) -> Array:
+    """Backward pass of :func:`global_avg_pool_forward`: each pixel gets dout / (H W)."""
+    caller = "global_avg_pool_backward"
+    xp = namespace_of(dout, caller=caller)
+    n, c, h, w = cache
+    conv.check_dout(dout, (n, c), caller)
+    share = dout / (h * w)
+    return xp.broadcast_to(share[:, :, None, None], (n, c, h, w))

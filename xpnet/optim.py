@@ -47,14 +47,29 @@ def sgd(w: Array, dw: Array, config: Config | None = None) -> tuple[Array, Confi
     return w - config["learning_rate"] * dw, config
 
 
+def _decayed(w: Array, config: Config) -> Array:
+    """``w - lr * weight_decay * w``: decoupled weight decay (AdamW's), before the step."""
+    decay = config.get("weight_decay", 0.0)
+    if not decay:
+        return w
+    return w - (config["learning_rate"] * decay) * w
+
+
 def sgd_momentum(w: Array, dw: Array, config: Config | None = None) -> tuple[Array, Config]:
     """SGD with momentum: ``v = momentum*v - lr*dw; w = w + v``.
 
-    config: ``learning_rate`` (1e-2), ``momentum`` (0.9), ``velocity`` (zeros).
+    config: ``learning_rate`` (1e-2), ``momentum`` (0.9), ``velocity`` (zeros);
+    optionally ``nesterov`` (False: with True, ``w = w + momentum*v - lr*dw``, the
+    CS231n notes' Nesterov form) and ``weight_decay`` (0: decoupled, ``w -=
+    lr * weight_decay * w`` before the step).
     """
     xp, config = _setup(w, dw, config, "sgd_momentum", learning_rate=1e-2, momentum=0.9)
-    v = config["momentum"] * _state(xp, config, "velocity", w) - config["learning_rate"] * dw
+    lr, mu = config["learning_rate"], config["momentum"]
+    v = mu * _state(xp, config, "velocity", w) - lr * dw
     config["velocity"] = v
+    w = _decayed(w, config)
+    if config.get("nesterov", False):
+        return (w + mu * v) - lr * dw, config
     return w + v, config
 
 
@@ -78,7 +93,8 @@ def adam(w: Array, dw: Array, config: Config | None = None) -> tuple[Array, Conf
     """Adam with bias correction; ``t`` is incremented before the update.
 
     config: ``learning_rate`` (1e-3), ``beta1`` (0.9), ``beta2`` (0.999),
-    ``epsilon`` (1e-8), ``m`` and ``v`` (zeros), ``t`` (0).
+    ``epsilon`` (1e-8), ``m`` and ``v`` (zeros), ``t`` (0); optionally
+    ``weight_decay`` (0: decoupled, AdamW's ``w -= lr * weight_decay * w``).
     """
     xp, config = _setup(w, dw, config, "adam", learning_rate=1e-3, beta1=0.9, beta2=0.999,
                         epsilon=1e-8, t=0)
@@ -90,6 +106,7 @@ def adam(w: Array, dw: Array, config: Config | None = None) -> tuple[Array, Conf
     config["m"], config["v"] = m, v
     m_hat = m / (1 - b1**t)
     v_hat = v / (1 - b2**t)
+    w = _decayed(w, config)
     next_w = w - config["learning_rate"] * m_hat / (xp.sqrt(v_hat) + config["epsilon"])
     return next_w, config
 
@@ -145,11 +162,21 @@ def _inplace_sgd(w, dw, config: Config) -> Config:
     return config
 
 
+def _decay_(w, config: Config) -> None:
+    decay = config.get("weight_decay", 0.0)
+    if decay:
+        ops.sgd_(w, w, config["learning_rate"] * decay)  # w -= (lr * decay) * w
+
+
 def _inplace_sgd_momentum(w, dw, config: Config) -> Config:
     config.setdefault("learning_rate", 1e-2)
     config.setdefault("momentum", 0.9)
     v = _state(None, config, "velocity", w)
-    ops.sgd_momentum_(w, dw, v, config["learning_rate"], config["momentum"])
+    _decay_(w, config)
+    if config.get("nesterov", False):
+        ops.nesterov_momentum_(w, dw, v, config["learning_rate"], config["momentum"])
+    else:
+        ops.sgd_momentum_(w, dw, v, config["learning_rate"], config["momentum"])
     return config
 
 
@@ -171,6 +198,7 @@ def _inplace_adam(w, dw, config: Config) -> Config:
     config["t"] = config.get("t", 0) + 1
     m = _state(None, config, "m", w)
     v = _state(None, config, "v", w)
+    _decay_(w, config)
     ops.adam_(w, dw, m, v, config["learning_rate"], config["beta1"], config["beta2"],
               config["epsilon"], config["t"])
     return config

@@ -16,8 +16,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from . import checkpoint, optim
+from . import checkpoint, optim, schedules
 from ._ops import checks
+from .augment import flip_horizontal
 from .backend import Backend, backend_of, get_backend, to_numpy
 from .errors import CheckpointError, InputError, MissingKeyError, TrainingDivergedError
 
@@ -61,6 +62,17 @@ class Solver:
     callback : callable, optional
         ``callback(solver, event)`` with event ``'iteration'`` after every
         step and ``'epoch'`` after every accuracy check; for progress bars.
+    lr_schedule : str or callable, optional
+        A per-iteration learning-rate schedule (:mod:`xpnet.schedules`: a name
+        such as ``'cosine'`` or a callable ``(iteration, total) -> factor``):
+        before every step the learning rate is ``learning_rate * factor *
+        lr_decay ** epoch``. None (the default) keeps the course's per-epoch decay.
+    augment : callable, optional
+        ``augment(X_batch, stream) -> X_batch``, e.g.
+        :class:`xpnet.augment.RandomCropFlip`, applied to every training minibatch
+        on the device with the Solver's random stream (the data set is not changed).
+    test_time_flip : bool
+        :meth:`check_accuracy` averages the scores of each image and its mirror.
     """
 
     def __init__(
@@ -80,6 +92,9 @@ class Solver:
         *,
         seed: int | None = None,
         callback: Callable[[Solver, str], None] | None = None,
+        lr_schedule: str | Callable[[int, int], float] | None = None,
+        augment: Callable[[Any, Any], Any] | None = None,
+        test_time_flip: bool = False,
     ) -> None:
         self.model = model
         self.backend: Backend = _backend_of_model(model)
@@ -91,6 +106,12 @@ class Solver:
         self._owned: dict[str, Any] = {}
         self.optim_config = dict(optim_config or {})
         self.lr_decay = lr_decay
+        self.lr_schedule = schedules.get_schedule(lr_schedule)
+        if self.lr_schedule is not None and "learning_rate" not in self.optim_config:
+            raise InputError("Solver: lr_schedule scales optim_config['learning_rate']; "
+                             "give one")
+        self.augment = augment
+        self.test_time_flip = bool(test_time_flip)
         self.batch_size = checks.positive_int(batch_size, "batch_size", "Solver")
         self.num_epochs = checks.positive_int(num_epochs, "num_epochs", "Solver")
         self.num_train_samples = num_train_samples
@@ -172,6 +193,10 @@ class Solver:
         idx = self.random.integers(self.X_train.shape[0], self.batch_size)
         X_batch = xp.take(self.X_train, idx, axis=0)
         y_batch = xp.take(self.y_train, idx, axis=0)
+        if self.augment is not None:
+            X_batch = self.augment(X_batch, self.random)
+        if self.lr_schedule is not None:
+            self._schedule_learning_rate()
         loss, grads = self.model.loss(X_batch, y_batch)
         self._pending_losses.append(loss)
         params = self.model.params
@@ -191,6 +216,13 @@ class Solver:
         for name, w in params.items():
             params[name], self.optim_configs[name] = self.update_rule(
                 w, grads[name], self.optim_configs[name])
+
+    def _schedule_learning_rate(self) -> None:
+        """Set every parameter's learning rate for the coming step from the schedule."""
+        factor = self.lr_schedule(self.iteration, self.num_iterations)
+        lr = self.optim_config["learning_rate"] * factor * self.lr_decay ** self.epoch
+        for config in self.optim_configs.values():
+            config["learning_rate"] = lr
 
     def _flush_losses(self) -> None:
         """Fetch pending losses in one transfer; stop if one is not finite."""
@@ -239,9 +271,10 @@ class Solver:
                 epoch_end = self.iteration % self.iterations_per_epoch == 0
                 if epoch_end:
                     self.epoch += 1
-                    for config in self.optim_configs.values():
-                        if "learning_rate" in config:
-                            config["learning_rate"] *= self.lr_decay
+                    if self.lr_schedule is None:
+                        for config in self.optim_configs.values():
+                            if "learning_rate" in config:
+                                config["learning_rate"] *= self.lr_decay
                 if t == 0 or epoch_end or self.iteration == self.num_iterations:
                     self._end_of_epoch_check()
                 if self.callback is not None:
@@ -301,10 +334,14 @@ class Solver:
             idx = self.random.integers(n, num_samples)
             X, y = xp.take(X, idx, axis=0), xp.take(y, idx, axis=0)
             n = num_samples
+        flip = self.test_time_flip and X.ndim == 4
         correct = None
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            scores = self.model.loss(X[start:stop, ...])
+            batch = X[start:stop, ...]
+            scores = self.model.loss(batch)
+            if flip:
+                scores = scores + self.model.loss(flip_horizontal(batch))
             hits = xp.sum(xp.astype(xp.argmax(scores, axis=1) == y[start:stop], xp.int64))
             correct = hits if correct is None else correct + hits
         return float(correct) / n

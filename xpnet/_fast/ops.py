@@ -12,8 +12,8 @@ from collections.abc import Callable
 from . import reference
 from .registry import Operation
 
-__all__ = ["OPERATIONS", "adagrad_", "adam_", "normalize_backward", "relu_backward",
-           "rmsprop_", "sgd_", "sgd_momentum_"]
+__all__ = ["OPERATIONS", "adagrad_", "adam_", "nesterov_momentum_", "normalize_backward",
+           "relu_backward", "rmsprop_", "sgd_", "sgd_momentum_"]
 
 #: Shapes of the elementwise cases: ranks 1, 2 and 4.
 ELEMENTWISE_SHAPES = {"1d": (37,), "2d": (12, 9), "4d": (3, 4, 5, 6)}
@@ -28,6 +28,9 @@ sgd_ = Operation(reference.sgd_, _elementwise_cases(
     lambda make, s: ((make(s, "state"), make(s, "in"), 0.05), {})))
 
 sgd_momentum_ = Operation(reference.sgd_momentum_, _elementwise_cases(
+    lambda make, s: ((make(s, "state"), make(s, "in"), make(s, "state"), 0.05, 0.9), {})))
+
+nesterov_momentum_ = Operation(reference.nesterov_momentum_, _elementwise_cases(
     lambda make, s: ((make(s, "state"), make(s, "in"), make(s, "state"), 0.05, 0.9), {})))
 
 rmsprop_ = Operation(reference.rmsprop_, _elementwise_cases(
@@ -67,6 +70,6 @@ normalize_backward = Operation(reference.normalize_backward, {
 
 #: Every registered operation, by name.
 OPERATIONS: dict[str, Operation] = {
-    op.name: op for op in (sgd_, sgd_momentum_, rmsprop_, adagrad_, adam_, relu_backward,
-                           normalize_backward)
+    op.name: op for op in (sgd_, sgd_momentum_, nesterov_momentum_, rmsprop_, adagrad_, adam_,
+                           relu_backward, normalize_backward)
 }

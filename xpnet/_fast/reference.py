@@ -35,6 +35,15 @@ def sgd_momentum_(w: Array, dw: Array, velocity: Array, lr: float, momentum: flo
     w += velocity
 
 
+def nesterov_momentum_(w: Array, dw: Array, velocity: Array, lr: float,
+                       momentum: float) -> None:
+    """``v = momentum * v - lr * dw; w += momentum * v; w -= lr * dw`` (Nesterov)."""
+    velocity *= momentum
+    velocity -= lr * dw
+    w += momentum * velocity
+    w -= lr * dw
+
+
 def _scaled_step_(xp, w, dw, cache, lr, eps) -> None:
     # w - lr * dw / (sqrt(cache) + eps)
     denom = xp.sqrt(cache)

@@ -1,5 +1,34 @@
-"""Models: the model protocol (and, built on the layers, composable modules)."""
+"""Models from modules: the model protocol, the modules and ``Sequential``.
+
+The modules wrap the course's ``(out, cache)`` layer functions and own their
+parameters and buffers; :class:`Sequential` composes them into a model that
+the Solver, checkpoints, :func:`xpnet.load_model`, gradient checks and
+``xpnet train`` take like the course's models.
+"""
 
 from .model import MODES, Model, model_class, registered_models
+from .modules import (
+    MODULE_KINDS,
+    Affine,
+    BatchNorm,
+    Conv,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    GroupNorm,
+    LayerNorm,
+    MaxPool,
+    Module,
+    ReLU,
+    Residual,
+    SpatialBatchNorm,
+    module_from_config,
+)
+from .sequential import Sequential
 
-__all__ = ["MODES", "Model", "model_class", "registered_models"]
+__all__ = [
+    "MODES", "MODULE_KINDS", "Affine", "BatchNorm", "Conv", "Dropout", "Flatten",
+    "GlobalAvgPool", "GroupNorm", "LayerNorm", "MaxPool", "Model", "Module", "ReLU",
+    "Residual", "Sequential", "SpatialBatchNorm", "model_class", "module_from_config",
+    "registered_models",
+]

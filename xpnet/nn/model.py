@@ -60,6 +60,11 @@ class Model:
         _REGISTRY[qualified_name(cls)] = cls
 
     # -- the protocol ----------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], backend: Any = None) -> Model:
+        """A new model (fresh initial weights) from its :attr:`config`."""
+        return cls(**config, backend=backend)
+
     @property
     def config(self) -> dict[str, Any]:
         """Keyword arguments that rebuild this model (JSON-ready)."""
