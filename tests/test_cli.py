@@ -394,3 +394,39 @@ def test_model_options_must_fit_the_model(tmp_path, capsys):
                            "--run-dir", tmp_path / "r")
     assert_one_line_error(code, err, "--model cnn takes 1 --hidden size")
     assert not (tmp_path / "r").exists()
+
+
+# ---------------------------------------------------------------------------
+# Composed models and the recipe
+
+
+def test_convnet_with_the_recipe_writes_result_json(backend_env, tmp_path, capsys):
+    run = tmp_path / "convnet"
+    code, out, err = run_cli(capsys, "train", "--model", "convnet", "--width", "4",
+                             "--dataset", "digits", "--num-train", "120", "--num-val", "40",
+                             "--num-test", "40", "--batch-size", "40", "--epochs", "2",
+                             "--seed", "2", "--run-dir", run, "-q")
+    assert code == 0, err
+    assert "nesterov" in out and "augmented" in out and "schedule onecycle" in out
+    result = json.loads((run / "result.json").read_text())
+    assert set(result) >= {"test_acc", "best_val_acc", "epochs", "seconds",
+                           "seconds_per_epoch", "backend", "model", "params_count"}
+    assert result["model"] == "convnet" and result["epochs"] == 2
+    assert result["backend"] == backend_env and result["params_count"] > 0
+    model = xpnet.load_model(run / "best_model.npz", backend="numpy")
+    assert type(model).__name__ == "Sequential" and model.num_params() == result["params_count"]
+    assert (run / "first_layer_weights.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--model", "transformer"], "invalid choice: 'transformer'"),
+    (["--schedule", "linear"], "invalid choice: 'linear'"),
+    (["--nesterov"], "--nesterov needs --update-rule sgd_momentum, not adam"),
+    (["--update-rule", "rmsprop", "--weight-decay", "0.1"], "--weight-decay (decoupled)"),
+    (["--label-smoothing", "1.5"], "--label-smoothing must lie in [0, 1)"),
+    (["--model", "convnet", "--hidden", "10"], "--hidden does not apply to --model convnet"),
+])
+def test_recipe_options_are_checked(tmp_path, capsys, args, needle):
+    code, _, err = run_cli(capsys, "train", *args, "--run-dir", tmp_path / "r")
+    assert_one_line_error(code, err, needle)
+    assert not (tmp_path / "r").exists()

@@ -88,6 +88,12 @@ def _add_train(sub: Any) -> None:
                        help=f"cnn: number of filters ({_presets_help('num_filters')})")
     model.add_argument("--filter-size", type=int, metavar="K",
                        help=f"cnn: filter height and width ({_presets_help('filter_size')})")
+    model.add_argument("--width", type=int, metavar="C",
+                       help=f"convnet, resnet: channels of the first stage "
+                            f"({_presets_help('width')})")
+    model.add_argument("--label-smoothing", type=float, metavar="EPS",
+                       help="softmax targets (1 - EPS) onehot + EPS / classes "
+                            f"({_presets_help('label_smoothing')})")
     model.add_argument("--normalization", choices=NORMALIZATION_CHOICES,
                        help=f"({_presets_help('normalization')})")
     model.add_argument("--keep-ratio", "--dropout-keep-ratio", dest="keep_ratio", type=float,
@@ -107,6 +113,25 @@ def _add_train(sub: Any) -> None:
                      help=f"({_presets_help('epochs')}); with --resume, more epochs continue "
                           "a finished run")
     opt.add_argument("--batch-size", type=int, metavar="N", help=f"({_presets_help('batch_size')})")
+    opt.add_argument("--momentum", type=float, metavar="MU",
+                     help="sgd_momentum's momentum (default 0.9)")
+    opt.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
+                     help=f"Nesterov momentum, with sgd_momentum ({_presets_help('nesterov')})")
+    opt.add_argument("--weight-decay", type=float, metavar="WD",
+                     help="decoupled weight decay, w -= lr * WD * w every step, with "
+                          f"sgd_momentum or adam ({_presets_help('weight_decay')})")
+    opt.add_argument("--schedule", choices=("none", "constant", "cosine", "onecycle"),
+                     help="learning rate per iteration: cosine (after a linear warm-up) or "
+                          "one-cycle (up to the peak at --warmup, then down); none: "
+                          f"--lr-decay per epoch ({_presets_help('schedule')})")
+    opt.add_argument("--warmup", type=float, metavar="FRACTION",
+                     help=f"warm-up / peak as a fraction of the run ({_presets_help('warmup')})")
+    opt.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                     help="random crops (4 pixels of zero padding) and horizontal flips of "
+                          f"every training batch ({_presets_help('augment')})")
+    opt.add_argument("--test-time-flip", action=argparse.BooleanOptionalAction, default=None,
+                     help="evaluate on each image and its mirror "
+                          f"({_presets_help('test_time_flip')})")
     opt.add_argument("--seed", type=int, metavar="N",
                      help="seed of the weights, minibatches and dropout (default: random, "
                           "recorded in config.json)")

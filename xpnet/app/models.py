@@ -16,6 +16,16 @@ from .._ops import checks
 from ..classifiers.cnn import ThreeLayerConvNet
 from ..classifiers.fc_net import NORMALIZATIONS, FullyConnectedNet
 from ..errors import InputError
+from ..nn import (
+    Affine,
+    Conv,
+    GlobalAvgPool,
+    MaxPool,
+    ReLU,
+    Residual,
+    Sequential,
+    SpatialBatchNorm,
+)
 from ..nn.model import Model
 
 __all__ = ["MODELS", "MODEL_OPTIONS", "NORMALIZATION_CHOICES", "ModelSpec", "build_model",
@@ -120,6 +130,59 @@ def _describe_cnn(options: dict[str, Any]) -> str:
             f"{options['filter_size']}x{options['filter_size']}, hidden {options['hidden'][0]})")
 
 
+# -- composed models: Sequential nets of xpnet.nn modules ---------------------------
+
+def _conv_bn_relu(channels: int) -> list:
+    return [Conv(channels), SpatialBatchNorm(), ReLU()]
+
+
+def convnet(width: int, num_classes: int) -> list:
+    """A VGG-style net for CPUs: three stages of two 3x3 conv-BN-ReLU layers (width,
+    2 width, 4 width channels), each halving the image with 2x2 max pooling, then
+    global average pooling and an affine layer."""
+    layers: list = []
+    for stage in (1, 2, 4):
+        layers += [*_conv_bn_relu(stage * width), *_conv_bn_relu(stage * width), MaxPool(2)]
+    return [*layers, GlobalAvgPool(), Affine(num_classes)]
+
+
+def resnet(width: int, num_classes: int) -> list:
+    """The ResNet-9 of fast CIFAR-10 training (width 64 is the published net): a prep
+    layer, three stages of conv-BN-ReLU and max pooling (2, 4, 8 width channels), a
+    residual block of two conv-BN-ReLU after the first and the last, then global
+    average pooling and an affine layer."""
+    def block(c):
+        return Residual(*_conv_bn_relu(c), *_conv_bn_relu(c))
+
+    return [*_conv_bn_relu(width),
+            *_conv_bn_relu(2 * width), MaxPool(2), block(2 * width),
+            *_conv_bn_relu(4 * width), MaxPool(2),
+            *_conv_bn_relu(8 * width), MaxPool(2), block(8 * width),
+            GlobalAvgPool(), Affine(num_classes)]
+
+
+COMPOSED = {"convnet": convnet, "resnet": resnet}
+
+
+def _build_composed(options: dict[str, Any], input_shape: tuple[int, ...], num_classes: int,
+                    backend: Any) -> Model:
+    if len(input_shape) != 3:
+        raise InputError(f"--model {options['model']} needs images of shape (C, H, W), got "
+                         f"{input_shape}")
+    layers = COMPOSED[options["model"]](options["width"], num_classes)
+    return Sequential(*layers, input_shape=input_shape, reg=options["reg"],
+                      label_smoothing=options["label_smoothing"], dtype="float32",
+                      seed=options["seed"], backend=backend)
+
+
+def _validate_composed(options: dict[str, Any]) -> None:
+    checks.positive_int(options["width"], "--width")
+
+
+def _describe_composed(options: dict[str, Any]) -> str:
+    return f"{options['model']} (Sequential, width {options['width']})"
+
+
 MODELS: dict[str, ModelSpec] = {
     "fc": ModelSpec("fc", "FullyConnectedNet (the course's fully-connected net)",
                     ("hidden", "normalization", "keep_ratio"), "default",
@@ -127,6 +190,12 @@ MODELS: dict[str, ModelSpec] = {
     "cnn": ModelSpec("cnn", "ThreeLayerConvNet: conv - relu - pool - affine - relu - affine",
                      ("hidden", "num_filters", "filter_size"), "cnn",
                      _build_cnn, _validate_cnn, _describe_cnn),
+    "convnet": ModelSpec("convnet", "a VGG-style Sequential net sized for CPUs",
+                         ("width",), "convnet", _build_composed, _validate_composed,
+                         _describe_composed),
+    "resnet": ModelSpec("resnet", "ResNet-9, a residual Sequential net for GPUs",
+                        ("width",), "resnet", _build_composed, _validate_composed,
+                        _describe_composed),
 }
 
 #: Every model-shaping option, over all models.
@@ -143,8 +212,10 @@ def model_spec(name: str) -> ModelSpec:
 def build_model(options: dict[str, Any], input_shape: tuple[int, ...], num_classes: int,
                 backend: Any) -> Model:
     """The model of ``options`` (float32, initial weights from ``seed``)."""
-    return model_spec(options["model"]).build(options, tuple(input_shape), num_classes,
-                                              backend)
+    model = model_spec(options["model"]).build(options, tuple(input_shape), num_classes,
+                                               backend)
+    model.label_smoothing = float(options.get("label_smoothing") or 0.0)
+    return model
 
 
 def describe_model(options: dict[str, Any]) -> str:

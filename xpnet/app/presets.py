@@ -33,6 +33,21 @@ TRAINING_OPTIONS: dict[str, Any] = {
     "weight_scale": 1e-2,
     "epochs": 10,
     "batch_size": 200,
+    "momentum": 0.9,
+    "nesterov": False,
+    "weight_decay": 0.0,
+    "schedule": "none",
+    "warmup": 0.0,
+    "augment": False,
+    "label_smoothing": 0.0,
+    "test_time_flip": False,
+}
+
+#: The accuracy recipe of the composed models.
+_RECIPE: dict[str, Any] = {
+    "update_rule": "sgd_momentum", "momentum": 0.9, "nesterov": True, "lr_decay": 1.0,
+    "schedule": "onecycle", "warmup": 0.25, "augment": True, "label_smoothing": 0.1,
+    "test_time_flip": True, "reg": 0.0, "weight_scale": 1e-2,
 }
 
 #: Each preset names its model (``--model``) and that model's options.
@@ -49,6 +64,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": "cnn", "num_filters": 32, "filter_size": 7, "hidden": [500],
         **TRAINING_OPTIONS, "weight_scale": 1e-3, "lr_decay": 0.95, "epochs": 5,
         "batch_size": 50,
+    },
+    "convnet": {
+        "model": "convnet", "width": 16, **TRAINING_OPTIONS, **_RECIPE,
+        "learning_rate": 0.05, "weight_decay": 5e-3, "epochs": 15, "batch_size": 128,
+    },
+    "resnet": {
+        "model": "resnet", "width": 64, **TRAINING_OPTIONS, **_RECIPE,
+        "learning_rate": 0.1, "weight_decay": 5e-3, "epochs": 20, "batch_size": 512,
     },
 }
 

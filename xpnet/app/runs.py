@@ -13,6 +13,9 @@ A run folder holds
     ``xpnet.load_model`` rebuilds it), rewritten whenever the best improves.
 ``checkpoint_epoch_{n}.npz`` / ``checkpoint_interrupted.npz``
     Solver checkpoints (only the latest epoch's is kept).
+``result.json``
+    At the end: test and best validation accuracy, epochs, seconds (and per
+    epoch), backend, model, preset, parameter count, seed and data.
 ``curves.png`` / ``first_layer_weights.png``
     Plots written at the end.
 
@@ -41,6 +44,7 @@ __all__ = ["RunError", "RunFolder"]
 CONFIG = "config.json"
 HISTORY = "history.json"
 BEST_MODEL = "best_model.npz"
+RESULT = "result.json"
 CURVES = "curves.png"
 WEIGHTS = "first_layer_weights.png"
 _CHECKPOINT = "checkpoint"

@@ -23,17 +23,18 @@ import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from .. import checkpoint, optim
+from .. import checkpoint, optim, schedules
 from .._ops import checks
 from .._version import __version__
+from ..augment import RandomCropFlip
 from ..backend import get_backend, to_numpy
 from ..data_utils import default_data_dir
 from ..errors import CheckpointError, InputError, RunError, TrainingDivergedError
 from ..solver import Solver
 from . import data as datasets
 from .models import MODEL_OPTIONS, build_model, describe_model, model_spec
-from .presets import preset_options
-from .runs import CURVES, WEIGHTS, RunFolder
+from .presets import TRAINING_OPTIONS, preset_options
+from .runs import CURVES, RESULT, WEIGHTS, RunFolder
 
 __all__ = [
     "INTERRUPT_ENV",
@@ -52,6 +53,8 @@ RESUMABLE_OPTIONS = ("epochs", "backend", "data_dir", "download", "quiet")
 _NOT_SAVED = ("quiet", "run_dir", "resume")
 _FLAGS = {
     "model": "--model", "num_filters": "--filters", "filter_size": "--filter-size",
+    "width": "--width", "label_smoothing": "--label-smoothing", "weight_decay": "--weight-decay",
+    "test_time_flip": "--test-time-flip", "schedule": "--schedule", "warmup": "--warmup",
     "hidden": "--hidden", "normalization": "--normalization", "keep_ratio": "--keep-ratio",
     "update_rule": "--update-rule", "learning_rate": "--lr", "lr_decay": "--lr-decay",
     "reg": "--reg", "weight_scale": "--weight-scale", "epochs": "--epochs",
@@ -119,6 +122,8 @@ def resolve_options(explicit: dict[str, Any], saved: dict[str, Any] | None = Non
         options.setdefault("model", "fc")  # runs of xpnet 0.1 knew no other model
         for key in MODEL_OPTIONS:
             options.setdefault(key, None)
+        for key, value in TRAINING_OPTIONS.items():  # ... nor the recipe's options
+            options.setdefault(key, value)
         return options
     model = given.get("model")
     preset = given.get("preset") or model_spec(model or "fc").preset
@@ -157,6 +162,7 @@ def validate_options(options: dict[str, Any]) -> None:
     for key in ("epochs", "batch_size"):
         checks.positive_int(options[key], _flag(key))
     checks.choice(options["update_rule"], tuple(optim.UPDATE_RULES), "update rule")
+    _validate_recipe(options)
     for key in ("learning_rate", "weight_scale", "lr_decay"):
         checks.positive_number(options[key], _flag(key))
     checks.nonnegative_number(options["reg"], "--reg")
@@ -165,6 +171,44 @@ def validate_options(options: dict[str, Any]) -> None:
     for key in ("num_train", "num_val", "num_test"):
         if options[key] is not None:
             checks.positive_int(options[key], _flag(key))
+
+
+def _validate_recipe(options: dict[str, Any]) -> None:
+    """The recipe's options: schedule, momentum, weight decay, smoothing."""
+    rule = options["update_rule"]
+    checks.choice(options["schedule"], ("none", *schedules.SCHEDULES), "schedule")
+    if options["schedule"] == "piecewise":
+        raise InputError("--schedule piecewise needs its points: use it from Python "
+                         "(xpnet.schedules.PiecewiseLinear)")
+    warmup = options["warmup"]
+    if isinstance(warmup, bool) or not isinstance(warmup, int | float) or not 0 <= warmup < 1:
+        raise InputError(f"--warmup is a fraction of the run in [0, 1), got {warmup!r}")
+    if options["nesterov"] and rule != "sgd_momentum":
+        raise InputError(f"--nesterov needs --update-rule sgd_momentum, not {rule}")
+    checks.nonnegative_number(options["weight_decay"], "--weight-decay")
+    if options["weight_decay"] and rule not in ("sgd_momentum", "adam"):
+        raise InputError(f"--weight-decay (decoupled) works with --update-rule sgd_momentum "
+                         f"or adam, not {rule}")
+    momentum = options["momentum"]
+    if isinstance(momentum, bool) or not isinstance(momentum, int | float) \
+            or not 0 <= momentum < 1:
+        raise InputError(f"--momentum must lie in [0, 1), got {momentum!r}")
+    smoothing = options["label_smoothing"]
+    if isinstance(smoothing, bool) or not isinstance(smoothing, int | float) \
+            or not 0 <= smoothing < 1:
+        raise InputError(f"--label-smoothing must lie in [0, 1), got {smoothing!r}")
+
+
+def optim_config(options: dict[str, Any]) -> dict[str, Any]:
+    """The update rule's hyperparameters from the options."""
+    config: dict[str, Any] = {"learning_rate": float(options["learning_rate"])}
+    if options["update_rule"] == "sgd_momentum":
+        config["momentum"] = float(options["momentum"])
+        if options["nesterov"]:
+            config["nesterov"] = True
+    if options["weight_decay"]:
+        config["weight_decay"] = float(options["weight_decay"])
+    return config
 
 
 # ---------------------------------------------------------------------------
@@ -308,7 +352,15 @@ def _load_data(options: dict[str, Any], saved_source: dict[str, Any] | None,
 
 def _describe(options: dict[str, Any], dataset: datasets.Dataset, backend: Any) -> str:
     src = dataset.source
-    return (f"{describe_model(options)}, {options['update_rule']} lr "
+    recipe = [name for name, on in (
+        ("nesterov", options["nesterov"]), (f"schedule {options['schedule']}",
+                                            options["schedule"] != "none"),
+        ("augmented", options["augment"]), (f"smoothing {options['label_smoothing']:g}",
+                                             options["label_smoothing"]),
+        (f"weight decay {options['weight_decay']:g}", options["weight_decay"]),
+        ("test-time flips", options["test_time_flip"])) if on]
+    return (f"{describe_model(options)}, {options['update_rule']}"
+            f"{' (' + ', '.join(recipe) + ')' if recipe else ''} lr "
             f"{options['learning_rate']:g} decay {options['lr_decay']:g}, batch "
             f"{options['batch_size']}; "
             f"{src['name']} {src['num_train']}/{src['num_val']}/{src['num_test']}; "
@@ -386,12 +438,16 @@ def _train_in(run: RunFolder, options: dict[str, Any], dataset: datasets.Dataset
                                "input_shape": list(dataset.image_shape)}
     monitor = _Monitor(run, model, history, show_bar, out, err, _interrupt_after())
     solver = Solver(model, {k: data[k] for k in ("X_train", "y_train", "X_val", "y_val")},
-                    update_rule=options["update_rule"],
-                    optim_config={"learning_rate": float(options["learning_rate"])},
+                    update_rule=options["update_rule"], optim_config=optim_config(options),
                     lr_decay=float(options["lr_decay"]), batch_size=options["batch_size"],
                     num_epochs=options["epochs"], num_train_samples=_NUM_TRAIN_ACC_SAMPLES,
                     num_val_samples=None, checkpoint_name=run.checkpoint_name, print_every=ipe,
-                    verbose=False, seed=options["seed"], callback=monitor)
+                    verbose=False, seed=options["seed"], callback=monitor,
+                    lr_schedule=schedules.get_schedule(
+                        None if options["schedule"] == "none" else options["schedule"],
+                        warmup=float(options["warmup"])),
+                    augment=RandomCropFlip(pad=4) if options["augment"] else None,
+                    test_time_flip=bool(options["test_time_flip"]))
 
     resume_from = run.latest_checkpoint() if resuming else None
     if resume_from is not None:
@@ -443,14 +499,28 @@ def _train_in(run: RunFolder, options: dict[str, Any], dataset: datasets.Dataset
     # The best model, exactly as saved, is what is tested and pictured.
     arrays, _ = run.load_model()
     checkpoint.load_state(model, arrays, source=str(run.best_model_path))
+    tested = time.perf_counter()
     history["test_acc"] = solver.check_accuracy(data["X_test"], data["y_test"])
     result_history = _history(solver, history, "complete")
     run.write_history(result_history)
+    run.write_json(RESULT, {
+        "test_acc": history["test_acc"], "best_val_acc": solver.best_val_acc,
+        "epochs": solver.epoch, "seconds": history["train_seconds"]
+        + time.perf_counter() - tested, "seconds_per_epoch": result_history["seconds_per_epoch"],
+        "backend": backend.name, "model": options["model"], "preset": options["preset"],
+        "params_count": model.num_params(), "seed": options["seed"], "data": dataset.source})
     run.interrupted_checkpoint.unlink(missing_ok=True)
-    _plot(run, result_history, arrays["params/W1"], dataset.image_shape, err)
+    _plot(run, result_history, _first_weights(arrays), dataset.image_shape, err)
     return TrainResult(run, "complete", solver.iteration, solver.num_iterations,
                        test_acc=history["test_acc"], best_val_acc=solver.best_val_acc,
                        seconds_per_epoch=result_history["seconds_per_epoch"])
+
+
+def _first_weights(arrays: dict[str, Any]) -> Any:
+    """The first layer's weights: ``W1`` of the course's models, ``0.W`` of composed ones."""
+    if "params/W1" in arrays:
+        return arrays["params/W1"]
+    return next(v for k, v in arrays.items() if k.startswith("params/") and k.endswith(".W"))
 
 
 def _mtime(path: Any) -> int | None:

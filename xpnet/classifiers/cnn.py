@@ -148,7 +148,8 @@ class ThreeLayerConvNet(Model):
             return scores
 
         y = self.labels(y, X.shape[0])
-        loss, dscores = softmax_loss(scores, y, check_labels=False)
+        loss, dscores = softmax_loss(scores, y, check_labels=False,
+                                     label_smoothing=self.label_smoothing)
         grads: dict[str, Any] = {}
         dh2, grads["W3"], grads["b3"] = affine_backward(dscores, cache3)
         dh1, grads["W2"], grads["b2"] = affine_relu_backward(dh2, cache2)

@@ -227,7 +227,8 @@ class FullyConnectedNet(Model):
             return scores
 
         y = self.labels(y, X.shape[0])
-        loss, dscores = softmax_loss(scores, y, check_labels=False)
+        loss, dscores = softmax_loss(scores, y, check_labels=False,
+                                     label_smoothing=self.label_smoothing)
         grads: dict[str, Any] = {}
         if last == 1:  # no hidden layer: nothing needs the gradient of X
             grads["W1"], grads["b1"] = _affine_backward_params(dscores, out_cache)

@@ -54,6 +54,8 @@ class Model:
     num_classes: int
     #: a short name for messages and the command (default: the class name)
     model_name: ClassVar[str | None] = None
+    #: softmax targets (1 - eps) * onehot + eps / classes (0: the course's loss)
+    label_smoothing: float = 0.0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
