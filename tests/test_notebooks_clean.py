@@ -14,7 +14,8 @@ import pytest
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-EXPECTED = {"FullyConnectedNets.ipynb", "BatchNormalization.ipynb", "Dropout.ipynb"}
+EXPECTED = {"FullyConnectedNets.ipynb", "BatchNormalization.ipynb", "Dropout.ipynb",
+            "ConvolutionalNetworks.ipynb"}
 HOW_TO_CLEAN = (
     "clear them before committing: in Jupyter 'Edit > Clear Outputs of All Cells' and save, "
     "or run `jupyter nbconvert --clear-output --inplace notebooks/*.ipynb`"
