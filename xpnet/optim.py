@@ -124,6 +124,15 @@ def adagrad(w: Array, dw: Array, config: Config | None = None) -> tuple[Array, C
     return next_w, config
 
 
+#: The state arrays each built-in rule keeps in its config.
+STATE_KEYS: dict[Callable, tuple[str, ...]] = {
+    sgd: (),
+    sgd_momentum: ("velocity",),
+    rmsprop: ("cache",),
+    adam: ("m", "v"),
+    adagrad: ("cache",),
+}
+
 UPDATE_RULES: dict[str, Callable] = {
     "sgd": sgd,
     "sgd_momentum": sgd_momentum,

@@ -154,9 +154,43 @@ def relu_backward(dout, x):
     return mask.view(dout.dtype)
 
 
+def supports_add_window(dst, src, kh, kw, stride) -> bool:
+    """A writeable NumPy destination and a source of its dtype."""
+    return (type(dst) is np.ndarray and type(src) is np.ndarray and dst.flags.writeable
+            and dst.dtype == src.dtype)
+
+
+def add_window(dst, src, kh, kw, stride) -> None:
+    """Add into the strided view itself (the reference writes the sum back)."""
+    oh, ow = src.shape[2], src.shape[3]
+    view = dst[:, :, kh:kh + stride * (oh - 1) + 1:stride, kw:kw + stride * (ow - 1) + 1:stride]
+    np.add(view, src, out=view)
+
+
+def supports_max_pool_windows(x, pool_height, pool_width, stride, out_h, out_w) -> bool:
+    """4-D NumPy float arrays."""
+    return type(x) is np.ndarray and x.ndim == 4 and x.dtype.kind == "f"
+
+
+def max_pool_windows(x, pool_height, pool_width, stride, out_h, out_w):
+    """One copy of the windows, then ``argmax`` (the first maximum; NumPy's argmax
+    takes the first NaN) and the values at it."""
+    windows = np.lib.stride_tricks.sliding_window_view(x, (pool_height, pool_width),
+                                                       axis=(2, 3))
+    windows = windows[:, :, :stride * (out_h - 1) + 1:stride, :stride * (out_w - 1) + 1:stride]
+    flat = windows.reshape(*windows.shape[:4], pool_height * pool_width)
+    arg = np.argmax(flat, axis=-1)
+    out = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
+    return out, arg.astype(np.int32)
+
+
 def fast_paths() -> list[FastPath]:
     """NumPy's registered fast paths."""
     return [
+        FastPath("add_window_", "numpy", add_window, supports_add_window, EXACT,
+                 "adds into the strided view in place, without writing it back"),
+        FastPath("max_pool_windows", "numpy", max_pool_windows, supports_max_pool_windows,
+                 EXACT, "a sliding-window view, one copy and one argmax"),
         FastPath("adam_", "numpy", adam_, supports_adam, rtol(2e-6, 1e-14),
                  "12 chunked, cache-resident passes, split between threads; bias "
                  "corrections folded into two scalars"),

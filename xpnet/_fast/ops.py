@@ -12,8 +12,9 @@ from collections.abc import Callable
 from . import reference
 from .registry import Operation
 
-__all__ = ["OPERATIONS", "adagrad_", "adam_", "nesterov_momentum_", "normalize_backward",
-           "relu_backward", "rmsprop_", "sgd_", "sgd_momentum_"]
+__all__ = ["OPERATIONS", "adagrad_", "adam_", "add_window_", "max_pool_windows",
+           "nesterov_momentum_", "normalize_backward", "relu_backward", "rmsprop_", "sgd_",
+           "sgd_momentum_"]
 
 #: Shapes of the elementwise cases: ranks 1, 2 and 4.
 ELEMENTWISE_SHAPES = {"1d": (37,), "2d": (12, 9), "4d": (3, 4, 5, 6)}
@@ -68,8 +69,38 @@ normalize_backward = Operation(reference.normalize_backward, {
     "groupnorm_5d": _normalization_case((4, 2, 3, 5, 2), (2, 3, 4), (0, 3, 4)),
 })
 
+def _window_case(dst_shape, out_hw, kh, kw, stride):
+    def build(make):
+        return ((make(dst_shape, "state"), make((*dst_shape[:2], *out_hw), "in"), kh, kw,
+                 stride), {})
+
+    return build
+
+
+add_window_ = Operation(reference.add_window_, {
+    "stride1": _window_case((2, 3, 6, 7), (4, 5), 1, 2, 1),
+    "stride2": _window_case((2, 3, 7, 7), (3, 3), 1, 0, 2),
+    "overlap_1x1": _window_case((1, 2, 5, 5), (5, 5), 0, 0, 1),
+})
+
+
+def _pool_case(shape, ph, pw, stride):
+    out_h, out_w = (shape[2] - ph) // stride + 1, (shape[3] - pw) // stride + 1
+
+    def build(make):
+        return ((make(shape, "in"), ph, pw, stride, out_h, out_w), {})
+
+    return build
+
+
+max_pool_windows = Operation(reference.max_pool_windows, {
+    "2x2_stride2": _pool_case((2, 3, 4, 6), 2, 2, 2),
+    "3x3_stride1": _pool_case((2, 2, 5, 5), 3, 3, 1),
+    "3x2_stride2": _pool_case((1, 3, 7, 6), 3, 2, 2),
+})
+
 #: Every registered operation, by name.
 OPERATIONS: dict[str, Operation] = {
     op.name: op for op in (sgd_, sgd_momentum_, nesterov_momentum_, rmsprop_, adagrad_, adam_,
-                           relu_backward, normalize_backward)
+                           relu_backward, normalize_backward, add_window_, max_pool_windows)
 }

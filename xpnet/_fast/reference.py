@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from array_api_compat import device
+
 from ..backend import namespace_of
 
 Array = Any
@@ -130,3 +132,36 @@ def normalize_backward(dout: Array, x_hat: Array, gamma: Array, inv_std: Array,
     mean_proj = xp.sum(dx_hat * x_hat, axis=stat_axes, keepdims=True) / n
     dx = (dx_hat - mean_dx_hat - x_hat * mean_proj) * inv_std
     return dx, dgamma, dbeta
+
+
+# ---------------------------------------------------------------------------
+# Strided windows (convolution and pooling)
+
+def _tap(kh: int, kw: int, stride: int, out_h: int, out_w: int) -> tuple:
+    """The index of the strided slice that kernel offset (kh, kw) sees."""
+    return (slice(None), slice(None), slice(kh, kh + stride * (out_h - 1) + 1, stride),
+            slice(kw, kw + stride * (out_w - 1) + 1, stride))
+
+
+def add_window_(dst: Array, src: Array, kh: int, kw: int, stride: int) -> None:
+    """``dst[:, :, kh::stride, kw::stride] += src`` over src's (out_h, out_w) positions."""
+    index = _tap(kh, kw, stride, src.shape[2], src.shape[3])
+    dst[index] = dst[index] + src
+
+
+def max_pool_windows(x: Array, pool_height: int, pool_width: int, stride: int,
+                     out_h: int, out_w: int) -> tuple[Array, Array]:
+    """The maximum of each window and the offset (row-major, int32) of its first
+    maximum, or of its first NaN: ``(out, arg)``, each (N, C, out_h, out_w)."""
+    xp = namespace_of(x, caller="max_pool_windows")
+    out = arg = None
+    for k in range(pool_height * pool_width):
+        v = x[_tap(k // pool_width, k % pool_width, stride, out_h, out_w)]
+        if out is None:
+            out = xp.asarray(v, copy=True)
+            arg = xp.zeros(v.shape, dtype=xp.int32, device=device(x))
+            continue
+        take = (v > out) | (xp.isnan(v) & ~xp.isnan(out))
+        out = xp.where(take, v, out)
+        arg = xp.where(take, xp.asarray(k, dtype=xp.int32, device=device(x)), arg)
+    return out, arg

@@ -62,9 +62,42 @@ def relu_backward(dout, x):
     return dx
 
 
+def supports_add_window(dst, src, kh, kw, stride) -> bool:
+    """Tensors of one dtype and device."""
+    return _alike(dst, dst) and isinstance(src, torch.Tensor) and src.dtype == dst.dtype \
+        and src.device == dst.device
+
+
+def add_window(dst, src, kh, kw, stride) -> None:
+    """``add_`` into the strided view (the reference writes the sum back)."""
+    oh, ow = src.shape[2], src.shape[3]
+    dst[:, :, kh:kh + stride * (oh - 1) + 1:stride,
+        kw:kw + stride * (ow - 1) + 1:stride].add_(src)
+
+
+def supports_max_pool_windows(x, pool_height, pool_width, stride, out_h, out_w) -> bool:
+    """4-D floating tensors."""
+    return isinstance(x, torch.Tensor) and x.ndim == 4 and x.dtype.is_floating_point
+
+
+def max_pool_windows(x, pool_height, pool_width, stride, out_h, out_w):
+    """``max_pool2d`` with its indices, turned into offsets within each window."""
+    out, index = torch.nn.functional.max_pool2d(x, (pool_height, pool_width), stride,
+                                                return_indices=True)
+    width = x.shape[3]
+    rows = torch.arange(out_h, device=x.device).view(1, 1, -1, 1) * stride
+    cols = torch.arange(out_w, device=x.device).view(1, 1, 1, -1) * stride
+    arg = (index // width - rows) * pool_width + (index % width - cols)
+    return out, arg.to(torch.int32)
+
+
 def fast_paths() -> list[FastPath]:
     """PyTorch's registered fast paths."""
     return [
+        FastPath("add_window_", "torch", add_window, supports_add_window, EXACT,
+                 "add_ into the strided view, without writing it back"),
+        FastPath("max_pool_windows", "torch", max_pool_windows, supports_max_pool_windows,
+                 EXACT, "max_pool2d with its indices"),
         FastPath("adam_", "torch", adam_, supports_adam, rtol(2e-6, 1e-14, nonfinite="any"),
                  "torch._fused_adam_, the kernel of Adam(fused=True)"),
         FastPath("relu_backward", "torch", relu_backward, supports_relu_backward, EXACT,

@@ -27,6 +27,7 @@ from typing import Any
 
 from array_api_compat import device
 
+from .._fast import ops
 from ..errors import InputError
 from .checks import ndim, nonnegative_int, positive_int, require_keys, shape_str
 
@@ -220,10 +221,7 @@ def conv_backward(xp, dout: Array, cache: dict, caller: str, need_dx: bool = Tru
             grad = dcols[:, k, ...]
         else:
             grad = xp.reshape(xp.matrix_transpose(taps[k, ...]) @ dout_t, (c, n, out_h, out_w))
-        region = _window(dxpad, kh, kw, stride, out_h, out_w)
-        region += grad
-        dxpad[:, :, kh:kh + stride * (out_h - 1) + 1:stride,
-              kw:kw + stride * (out_w - 1) + 1:stride] = region
+        ops.add_window_(dxpad, grad, kh, kw, stride)
     dx = dxpad[:, :, pad:pad + h, pad:pad + wdt] if pad else dxpad
     return xp.permute_dims(dx, (1, 0, 2, 3)), dw, db
 
@@ -236,17 +234,7 @@ def pool_forward(xp, x: Array, pool_height: int, pool_width: int, stride: int, c
                  ) -> tuple[Array, dict]:
     """Max over each window: ``(out, cache)``; the cache holds the argmax offsets."""
     out_h, out_w = pool_geometry(x, pool_height, pool_width, stride, caller)
-    out = arg = None
-    for k in range(pool_height * pool_width):
-        v = _window(x, k // pool_width, k % pool_width, stride, out_h, out_w)
-        if out is None:
-            out = xp.asarray(v, copy=True)
-            arg = xp.zeros(v.shape, dtype=xp.int32, device=device(x))
-            continue
-        # the first maximum wins; the first NaN wins over everything
-        take = (v > out) | (xp.isnan(v) & ~xp.isnan(out))
-        out = xp.where(take, v, out)
-        arg = xp.where(take, xp.asarray(k, dtype=xp.int32), arg)
+    out, arg = ops.max_pool_windows(x, pool_height, pool_width, stride, out_h, out_w)
     cache = {"x_shape": tuple(x.shape), "arg": arg, "pool": (pool_height, pool_width, stride),
              "dtype": x.dtype}
     return out, cache
@@ -257,13 +245,9 @@ def pool_backward(xp, dout: Array, cache: dict, caller: str) -> Array:
     arg = cache["arg"]
     check_dout(dout, tuple(arg.shape), caller)
     pool_height, pool_width, stride = cache["pool"]
-    out_h, out_w = arg.shape[2], arg.shape[3]
     dx = xp.zeros(cache["x_shape"], dtype=dout.dtype, device=device(dout))
     zero = xp.zeros((), dtype=dout.dtype, device=device(dout))
     for k in range(pool_height * pool_width):
-        kh, kw = k // pool_width, k % pool_width
-        region = _window(dx, kh, kw, stride, out_h, out_w)
-        region += xp.where(arg == k, dout, zero)
-        dx[:, :, kh:kh + stride * (out_h - 1) + 1:stride,
-           kw:kw + stride * (out_w - 1) + 1:stride] = region
+        ops.add_window_(dx, xp.where(arg == k, dout, zero), k // pool_width, k % pool_width,
+                        stride)
     return dx
