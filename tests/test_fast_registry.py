@@ -258,7 +258,7 @@ def test_every_cupy_source_is_used_by_a_registered_path():
 #: Modules that may import NumPy as the host format (files, data, pictures, tests,
 #: the command); the compute modules may not import any array library.
 HOST_MODULES = {"backend.py", "files.py", "checkpoint.py", "data_utils.py", "vis_utils.py",
-                "testing.py", "_fast/numpy_paths.py", "_fast/torch_paths.py",
+                "testing.py", "host.py", "_fast/numpy_paths.py", "_fast/torch_paths.py",
                 "_fast/cupy_paths.py"}
 ARRAY_LIBRARIES = {"numpy", "torch", "cupy", "array_api_strict"}
 

@@ -379,6 +379,22 @@ class Backend:
         return torch.rand(shape, generator=gen, dtype=dtype, device=self.device)
 
     # -- facts -------------------------------------------------------------
+    def free_memory(self) -> int | None:
+        """Free bytes of device memory (None for the CPU backends: host memory)."""
+        if self.name == "cupy":
+            import cupy
+
+            with self.device:
+                free, _ = cupy.cuda.runtime.memGetInfo()
+            pool = cupy.get_default_memory_pool()
+            return int(free + pool.free_bytes())
+        if self.name == "torch" and getattr(self.device, "type", "cpu") == "cuda":
+            import torch
+
+            free, _ = torch.cuda.mem_get_info(self.device)
+            return int(free)
+        return None
+
     @property
     def synchronous(self) -> bool:
         """True where reading a result costs no device synchronization (CPUs)."""

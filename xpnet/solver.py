@@ -13,15 +13,19 @@ from __future__ import annotations
 import math
 import signal
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from . import checkpoint, optim, schedules
 from ._ops import checks
+from ._ops.capture import CAPTURABLE_RULES, CapturableUpdate, LossBuffer
+from ._ops.counter_random import CounterStream
 from ._ops.flat import FlatParams
 from .augment import flip_horizontal
-from .backend import Backend, backend_of, get_backend, to_numpy
+from .backend import Backend, RandomStream, backend_of, get_backend, to_numpy
 from .errors import CheckpointError, InputError, MissingKeyError, TrainingDivergedError
+from .host import as_host, gather_rows, host_rows
 
 __all__ = ["Solver", "TrainingDivergedError"]
 
@@ -74,6 +78,20 @@ class Solver:
         on the device with the Solver's random stream (the data set is not changed).
     test_time_flip : bool
         :meth:`check_accuracy` averages the scores of each image and its mirror.
+    device_random : bool
+        Draw minibatches and dropout masks from a counter-based stream computed
+        on the device (:mod:`xpnet._ops.counter_random`): the same run on every
+        backend. Default: the library's own generator.
+    capturable : bool
+        Keep the step capture-ready: device random stream, learning rate and
+        Adam's step count as device scalars, losses in a device buffer, no host
+        input or synchronization inside the step (what replaying it as a CUDA
+        graph needs). Where the rule or settings cannot run so, the Solver says
+        why in one warning and runs the ordinary step.
+    data_on_device : bool or 'auto'
+        Put the training set on the device once (True), or keep it on the host
+        and move one minibatch per step (False); 'auto' keeps it on the host only
+        when the device reports too little free memory for it.
     """
 
     def __init__(
@@ -96,6 +114,9 @@ class Solver:
         lr_schedule: str | Callable[[int, int], float] | None = None,
         augment: Callable[[Any, Any], Any] | None = None,
         test_time_flip: bool = False,
+        device_random: bool = False,
+        capturable: bool = False,
+        data_on_device: bool | str = "auto",
     ) -> None:
         self.model = model
         self.backend: Backend = _backend_of_model(model)
@@ -122,14 +143,46 @@ class Solver:
         self.print_every = checks.positive_int(print_every, "print_every", "Solver")
         self.verbose = verbose
         self.callback = callback
+        self.capture_problem = self._capture_problem() if capturable else None
+        if capturable and self.capture_problem:
+            warnings.warn(f"Solver: the step runs uncaptured: {self.capture_problem}",
+                          stacklevel=2)
+        self.capturable = bool(capturable) and self.capture_problem is None
         #: the Solver's own random stream (active while it trains or evaluates)
-        self.random = self.backend.new_stream(seed)
+        self.random: RandomStream | CounterStream = (
+            CounterStream(self.backend, seed) if device_random or self.capturable
+            else self.backend.new_stream(seed))
 
+        self.data_on_device = self._resident(data, data_on_device)
         self.X_train, self.y_train, self.X_val, self.y_val = self._put_data(data)
-        self._X_rows = self.backend.xp.reshape(self.X_train, (self.X_train.shape[0], -1))
+        rows = (self.X_train.shape[0], -1)
+        self._X_rows = (self.backend.xp.reshape(self.X_train, rows) if self.data_on_device
+                        else host_rows(self.X_train))
         self._reset()
 
     # -- set-up --------------------------------------------------------------
+    def _capture_problem(self) -> str | None:
+        """Why the step cannot be kept capture-ready, or None."""
+        if self.update_rule_name not in CAPTURABLE_RULES:
+            return (f"update rule {self.update_rule_name or self.update_rule!r} is not one of "
+                    f"the built-in rules {', '.join(CAPTURABLE_RULES)}")
+        if self.lr_schedule is not None:
+            return "a per-iteration lr_schedule sets the learning rate from the host"
+        dtypes = {str(v.dtype) for v in self.model.params.values()}
+        if len(dtypes) != 1:
+            return f"the parameters have several dtypes ({', '.join(sorted(dtypes))})"
+        return None
+
+    def _resident(self, data: dict, choice: bool | str) -> bool:
+        """Whether the training set goes to the device (see ``data_on_device``)."""
+        if choice != "auto":
+            return bool(choice)
+        free = self.backend.free_memory()
+        if free is None:
+            return True
+        need = getattr(data["X_train"], "nbytes", 0)
+        return need < 0.5 * free
+
     def _put_data(self, data: dict) -> tuple:
         missing = [k for k in _DATA_KEYS if k not in data]
         if missing:
@@ -139,7 +192,10 @@ class Solver:
         dtype = getattr(self.model, "dtype", None)
         arrays = []
         for split in ("train", "val"):
-            X = be.asarray(data[f"X_{split}"])
+            if split == "train" and not self.data_on_device:
+                X = as_host(data["X_train"], dtype)
+            else:
+                X = be.asarray(data[f"X_{split}"])
             y = be.asarray(data[f"y_{split}"])
             if y.ndim != 1 or X.shape[0] != y.shape[0]:
                 raise InputError(
@@ -151,7 +207,7 @@ class Solver:
             checks.check_label_dtype(be.xp, y, f"Solver (y_{split})")
             if num_classes is not None:
                 checks.check_label_range(be.xp, y, num_classes, f"Solver (y_{split})")
-            if dtype is not None and X.dtype != dtype:
+            if dtype is not None and be.owns(X) and X.dtype != dtype:
                 X = be.xp.astype(X, dtype)
             arrays += [X, y]
         return tuple(arrays)
@@ -164,6 +220,15 @@ class Solver:
         self.best_buffers: dict[str, Any] = {}
         self._loss_history: list[float] = []
         self._pending_losses: list[Any] = []
+        self._capture: CapturableUpdate | None = None
+        self._loss_buffer: LossBuffer | None = None
+        if self.capturable:
+            xp, be = self.backend.xp, self.backend
+            first = next(iter(self.model.params.values()))
+            self._capture = CapturableUpdate(xp, self.update_rule_name, first.dtype, be.device,
+                                             self.optim_config)
+            capacity = min(self.print_every, self.iterations_per_epoch) + 1
+            self._loss_buffer = LossBuffer(xp, capacity, first.dtype, be.device)
         self.train_acc_history: list[float] = []
         self.val_acc_history: list[float] = []
         self.optim_configs = {p: self._config_copy() for p in self.model.params}
@@ -194,17 +259,32 @@ class Solver:
     def _step(self) -> None:
         xp = self.backend.xp
         idx = self.random.integers(self.X_train.shape[0], self.batch_size)
-        # rows of the (N, D) view of the data set, then the sample shape again (a view)
-        X_batch = xp.reshape(xp.take(self._X_rows, idx, axis=0),
-                             (self.batch_size, *self.X_train.shape[1:]))
+        X_batch = self._gather(idx)
         y_batch = xp.take(self.y_train, idx, axis=0)
         if self.augment is not None:
             X_batch = self.augment(X_batch, self.random)
         if self.lr_schedule is not None:
             self._schedule_learning_rate()
         loss, grads = self.model.loss(X_batch, y_batch)
+        if self._capture is not None:
+            buffer = self._loss_buffer
+            if buffer.count == buffer.capacity:  # steps run without train()'s flushes
+                self._flush_losses()
+            buffer.record(loss)
+            self._capture.begin_step()
+            self._update_one_by_one(self._capture.update, self.model.params, grads)
+            return
         self._pending_losses.append(loss)
         self._update(grads)
+
+    def _gather(self, idx: Any) -> Any:
+        """The minibatch ``idx``: rows of the (N, D) view of the training set, on the
+        device, or gathered on the host and moved (data not on the device)."""
+        shape = (int(idx.shape[0]), *self.X_train.shape[1:])
+        if self.data_on_device:
+            return self.backend.xp.reshape(self.backend.xp.take(self._X_rows, idx, axis=0),
+                                           shape)
+        return self.backend.asarray(gather_rows(self._X_rows, idx, shape))
 
     def _update(self, grads: dict[str, Any]) -> None:
         """Apply the update rule to every parameter.
@@ -259,7 +339,9 @@ class Solver:
             if owned.get(name) is not w:
                 # a parameter the Solver did not make: take a copy to own
                 w = params[name] = owned[name] = xp.asarray(w, copy=True)
-            configs[name] = update(w, grads[name], configs[name])
+            result = update(w, grads[name], configs[name])
+            if result is not None:
+                configs[name] = result
 
     def _schedule_learning_rate(self) -> None:
         """Set every parameter's learning rate for the coming step from the schedule."""
@@ -270,10 +352,12 @@ class Solver:
 
     def _flush_losses(self) -> None:
         """Fetch pending losses in one transfer; stop if one is not finite."""
-        if not self._pending_losses:
+        if self._loss_buffer is not None and self._loss_buffer.count:
+            values = [float(v) for v in to_numpy(self._loss_buffer.take())]
+        elif self._pending_losses:
+            values = [float(v) for v in to_numpy(self.backend.xp.stack(self._pending_losses))]
+        else:
             return
-        xp = self.backend.xp
-        values = [float(v) for v in to_numpy(xp.stack(self._pending_losses))]
         first = len(self._loss_history)
         self._pending_losses = []
         self._loss_history.extend(values)
@@ -319,6 +403,9 @@ class Solver:
                         for config in self.optim_configs.values():
                             if "learning_rate" in config:
                                 config["learning_rate"] *= self.lr_decay
+                        if self._capture is not None:  # between steps: a device write
+                            self._capture.set_learning_rate(
+                                self._capture.config["learning_rate"] * self.lr_decay)
                 if t == 0 or epoch_end or self.iteration == self.num_iterations:
                     self._end_of_epoch_check()
                 if self.callback is not None:
@@ -372,17 +459,23 @@ class Solver:
         """
         be = self.backend
         xp = be.xp
-        X, y = be.asarray(X), be.asarray(y)
+        on_host = X is self.X_train and not self.data_on_device  # moved batch by batch
+        X = X if on_host else be.asarray(X)
+        y = be.asarray(y)
         n = X.shape[0]
         if num_samples is not None and n > num_samples:
             idx = self.random.integers(n, num_samples)
-            X, y = xp.take(X, idx, axis=0), xp.take(y, idx, axis=0)
+            y = xp.take(y, idx, axis=0)
+            if on_host:
+                X = gather_rows(host_rows(X), idx, (num_samples, *X.shape[1:]))
+            else:
+                X = xp.take(X, idx, axis=0)
             n = num_samples
         flip = self.test_time_flip and X.ndim == 4
         correct = None
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            batch = X[start:stop, ...]
+            batch = be.asarray(X[start:stop, ...]) if on_host else X[start:stop, ...]
             scores = self.model.loss(batch)
             if flip:
                 scores = scores + self.model.loss(flip_horizontal(batch))
@@ -400,6 +493,11 @@ class Solver:
         arrays.update({f"buffers/{k}": to_numpy(v) for k, v in _buffers(model).items()})
         arrays.update({f"best/params/{k}": to_numpy(v) for k, v in self.best_params.items()})
         arrays.update({f"best/buffers/{k}": to_numpy(v) for k, v in self.best_buffers.items()})
+        if self._capture is not None:  # the device scalars, as the ordinary step keeps them
+            for config in self.optim_configs.values():
+                config["learning_rate"] = self._capture.config["learning_rate"]
+                if self._capture.rule == "adam":
+                    config["t"] = self._capture.host_t()
         scalars: dict[str, dict[str, Any]] = {}
         for name, config in self.optim_configs.items():
             scalars[name] = {}
@@ -471,6 +569,12 @@ class Solver:
         self.val_acc_history = list(state["val_acc_history"])
         if meta.get("rng"):
             self.random.set_state(meta["rng"])
+        if self._capture is not None and self.optim_configs:
+            first = next(iter(self.optim_configs.values()))
+            if "learning_rate" in first:
+                self._capture.set_learning_rate(first["learning_rate"])
+            self._capture.set_host_t(int(first.get("t", 0)))
+            self._loss_buffer.take()
 
 
 def _buffers(model: Any) -> dict[str, Any]:

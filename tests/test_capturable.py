@@ -1,0 +1,165 @@
+"""The capture-ready step and data kept on the host (the CPU-testable half of the GPU issue).
+
+- the counter-based device stream gives the same integers and uniforms on every
+  backend, restores from its state, and is uniform;
+- a capturable Solver (device scalars, device stream, loss buffer) follows the
+  ordinary step's trajectory on the same stream, for every built-in rule, and
+  resumes bit for bit;
+- a training set kept on the host, moved batch by batch, gives the resident
+  trajectory.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet import FullyConnectedNet, Solver
+from xpnet._ops.counter_random import CounterStream
+from xpnet.augment import RandomCropFlip
+
+
+def other_backends():
+    return [b for b in xpnet.available_backends() if b != "cupy"]
+
+
+def test_counter_stream_is_the_same_on_every_backend(backend):
+    draws = {}
+    for name in {backend.name, *other_backends()}:
+        stream = CounterStream(xpnet.get_backend(name), seed=11)
+        draws[name] = [xpnet.to_numpy(stream.integers(49000, 50)),
+                       xpnet.to_numpy(stream.uniform((7, 3), "float32")),
+                       xpnet.to_numpy(stream.uniform((9,), "float64"))]
+    reference = draws[backend.name]
+    for name, values in draws.items():
+        for a, b in zip(values, reference, strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_counter_stream_state_and_uniformity(backend):
+    stream = CounterStream(backend, seed=3)
+    stream.integers(10, 5)
+    state = stream.state()
+    ahead = xpnet.to_numpy(stream.uniform((4,), "float64"))
+    again = CounterStream(backend, seed=99)
+    again.set_state(state)
+    np.testing.assert_array_equal(xpnet.to_numpy(again.uniform((4,), "float64")), ahead)
+    u = xpnet.to_numpy(stream.uniform((100_000,), "float32"))
+    assert 0.0 <= u.min() and u.max() < 1.0
+    assert abs(u.mean() - 0.5) < 0.01 and abs(u.var() - 1 / 12) < 0.005
+    counts = np.bincount(xpnet.to_numpy(stream.integers(10, 100_000)), minlength=10)
+    chi2 = ((counts - 10_000) ** 2 / 10_000).sum()
+    assert chi2 < 30  # 9 degrees of freedom: p < 0.001 above ~27.9
+    z = xpnet.to_numpy(stream.normal((50_000,), dtype="float64"))
+    assert abs(z.mean()) < 0.02 and abs(z.std() - 1) < 0.02
+
+
+def data(n=80, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 3, 4, 4)).astype(np.float32)
+    y = rng.integers(4, size=n)
+    return {"X_train": X, "y_train": y, "X_val": X[:20], "y_val": y[:20]}
+
+
+def make(backend, rule, config, dtype="float32", **solver_options):
+    model = FullyConnectedNet([10, 8], input_dim=48, num_classes=4, dropout_keep_ratio=0.8,
+                              dtype=dtype, seed=1, backend=backend)
+    model.dropout_param.pop("seed")  # masks from the Solver's stream
+    return Solver(model, data(), update_rule=rule, optim_config=dict(config), lr_decay=0.8,
+                  batch_size=20, num_epochs=3, verbose=False, seed=5, **solver_options)
+
+
+RULES = [
+    ("sgd", {"learning_rate": 0.05}),
+    ("sgd_momentum", {"learning_rate": 0.05, "nesterov": True, "weight_decay": 1e-3}),
+    ("rmsprop", {"learning_rate": 1e-3}),
+    ("adam", {"learning_rate": 1e-2, "weight_decay": 1e-3}),
+    ("adagrad", {"learning_rate": 1e-2}),
+]
+
+
+@pytest.mark.parametrize("rule, config", RULES, ids=[r for r, _ in RULES])
+def test_the_capturable_step_follows_the_ordinary_one(backend, rule, config):
+    ordinary = make(backend, rule, config, device_random=True)
+    captured = make(backend, rule, config, capturable=True)
+    assert captured.capturable and captured.capture_problem is None
+    with xpnet.fast_paths_disabled():  # the capturable step runs the references
+        ordinary.train()
+    captured.train()
+    np.testing.assert_allclose(captured.loss_history, ordinary.loss_history, rtol=1e-5)
+    assert captured.val_acc_history == ordinary.val_acc_history
+    for name, value in ordinary.model.params.items():
+        np.testing.assert_allclose(xpnet.to_numpy(captured.model.params[name]),
+                                   xpnet.to_numpy(value), rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_device_random_runs_are_the_same_on_every_backend(backend):
+    runs = {}
+    start = make(xpnet.get_backend("numpy"), "sgd", {}, dtype="float64").model.params
+    for name in {backend.name, *other_backends()}:
+        solver = make(xpnet.get_backend(name), "adam", {"learning_rate": 1e-2},
+                      dtype="float64", device_random=True)
+        for key, value in start.items():  # the same initial weights everywhere
+            solver.model.params[key] = solver.backend.asarray(xpnet.to_numpy(value))
+        with xpnet.fast_paths_disabled():
+            solver.train()
+        runs[name] = solver.loss_history
+    for name, losses in runs.items():
+        np.testing.assert_allclose(losses, runs[backend.name], rtol=1e-9, err_msg=name)
+
+
+def test_capturable_resume_is_bit_exact(backend, tmp_path):
+    straight = make(backend, "adam", {"learning_rate": 1e-2}, capturable=True,
+                    checkpoint_name=str(tmp_path / "ck"))
+    straight.train()
+    resumed = make(backend, "adam", {"learning_rate": 1e-2}, capturable=True)
+    resumed.load_checkpoint(str(tmp_path / "ck_epoch_1.npz"))
+    resumed.train()
+    assert resumed.loss_history == straight.loss_history
+    for name, value in straight.model.params.items():
+        np.testing.assert_array_equal(xpnet.to_numpy(resumed.model.params[name]),
+                                      xpnet.to_numpy(value), err_msg=name)
+
+
+def test_steps_without_flushes_lose_no_loss(backend):
+    solver = make(backend, "sgd", {"learning_rate": 0.05}, capturable=True)
+    steps = 3 * solver._loss_buffer.capacity + 2
+    for _ in range(steps):
+        solver._step()
+    assert len(solver.loss_history) == steps
+
+
+@pytest.mark.parametrize("options, reason", [
+    ({"update_rule": lambda w, dw, c: (w, c)}, "is not one of the built-in rules"),
+    ({"lr_schedule": "cosine"}, "per-iteration lr_schedule"),
+])
+def test_what_cannot_be_captured_falls_back_with_a_reason(backend, options, reason):
+    model = FullyConnectedNet([5], input_dim=48, num_classes=4, seed=1, backend=backend)
+    with pytest.warns(UserWarning, match=f"the step runs uncaptured: .*{reason}"):
+        solver = Solver(model, data(), optim_config={"learning_rate": 0.1}, verbose=False,
+                        capturable=True, **options)
+    assert not solver.capturable
+    solver.train()  # and it trains the ordinary way
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_data_kept_on_the_host_gives_the_resident_trajectory(backend, augment):
+    runs = []
+    for on_device in (True, False):
+        solver = make(backend, "adam", {"learning_rate": 1e-2}, data_on_device=on_device,
+                      augment=RandomCropFlip(1) if augment else None)
+        assert solver.data_on_device is on_device
+        assert isinstance(solver.X_train, np.ndarray) or on_device
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            solver.train()
+        runs.append(solver)
+    resident, streamed = runs
+    assert streamed.loss_history == resident.loss_history
+    assert streamed.train_acc_history == resident.train_acc_history
+    for name, value in resident.model.params.items():
+        np.testing.assert_array_equal(xpnet.to_numpy(streamed.model.params[name]),
+                                      xpnet.to_numpy(value), err_msg=name)
