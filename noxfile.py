@@ -71,7 +71,7 @@ def _install_backend(session: nox.Session, backend: str) -> str:
 def tests(session: nox.Session, backend: str) -> None:
     """Run the whole suite on one backend."""
     name = _install_backend(session, backend)
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,sweep]")
     session.run("pytest", "-q", f"--backend={name}", *session.posargs,
                 env={"XPNET_BACKEND": name})
 

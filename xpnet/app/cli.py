@@ -1,4 +1,4 @@
-"""The ``xpnet`` command: ``train``, ``info`` and ``gradcheck``.
+"""The ``xpnet`` command: ``train``, ``sweep``, ``info`` and ``gradcheck``.
 
 Examples
 --------
@@ -11,13 +11,18 @@ Examples
     xpnet train --hidden 100 100 --normalization layernorm --keep-ratio 0.8 --epochs 5
     xpnet train --model cnn --epochs 1          # ThreeLayerConvNet
     xpnet train --resume runs/20250101-120000  # continue after Ctrl-C
+    xpnet sweep --trials 20 --workers 2 --epochs 5 --sweep-dir runs/sweep1 \
+        --lr 1e-4:1e-1:log --reg 1e-6:1e-1:log --hidden 100 512x256 --keep-ratio 0.5:1
+    xpnet sweep --resume runs/sweep1            # after a crash or Ctrl-C
+    xpnet sweep show runs/sweep1                # the trials, best first; plots
 
 Every :class:`~xpnet.errors.XpnetError` (bad options, data, run folders,
 checkpoints, backends) and every operating-system error (a full disk, a
 missing permission) ends the command with one line ``xpnet: error: ...`` on
 stderr and exit status 2. A training run that diverges and a failed gradient
-check exit with 1 (the command was right, the result is not); Ctrl-C during
-training saves a checkpoint and exits with 130. Any other exception is a bug
+check exit with 1 (the command was right, the result is not), and so does a
+sweep in which no trial completed; Ctrl-C during training or a sweep saves
+checkpoints and exits with 130. Any other exception is a bug
 in xpnet and keeps its traceback; ``--debug`` shows tracebacks for everything.
 """
 
@@ -35,6 +40,7 @@ from ..backend import BACKEND_NAMES
 from ..errors import RunError, TrainingDivergedError, XpnetError
 from .models import MODELS, NORMALIZATION_CHOICES
 from .presets import PRESETS
+from .sweep_space import SEARCHABLE
 
 __all__ = ["build_parser", "main"]
 
@@ -159,15 +165,96 @@ def _add_train(sub: Any) -> None:
                      help="no progress bar (the epoch lines stay)")
 
 
+#: The training options ``xpnet sweep`` passes to every trial unchanged (besides SEARCHABLE).
+_SWEEP_FIXED = ("model", "preset", "epochs", "schedule", "nesterov", "augment", "test_time_flip",
+                "dataset", "data_dir", "download", "num_train", "num_val", "num_test", "backend")
+#: What ``xpnet sweep --resume`` may change, by argparse dest.
+_SWEEP_RESUMABLE = ("trials", "workers", "executor", "gpus", "per_gpu", "quiet")
+
+
+def _add_sweep(sub: Any) -> None:
+    from .sweep_study import PRUNERS, SAMPLERS
+
+    p = sub.add_parser(
+        "sweep", help="search hyperparameters with Optuna, trials in parallel (local or Dask)",
+        description="Train many runs with hyperparameters chosen by Optuna, several at a time "
+                    "on local processes or a Dask cluster. Each trial is an xpnet train run "
+                    "folder in the sweep folder; the study is kept there too, so --resume "
+                    "continues a sweep after a crash or Ctrl-C. At the end: the best trial, a "
+                    "table of the top trials, and plots in the sweep folder.")
+    actions = p.add_subparsers(dest="sweep_action", metavar="ACTION")
+    show = actions.add_parser("show", help="print a sweep's trials, best first; write its plots",
+                              description="Print the table of a sweep's trials, best first, "
+                                          "and write params.png and history.png into it.")
+    show.add_argument("folder", metavar="DIR", help="the sweep folder")
+    show.add_argument("--top", type=int, metavar="N", help="only the N best trials")
+    run = p.add_argument_group("the sweep")
+    run.add_argument("--trials", type=int, metavar="N",
+                     help="how many trials (with --sampler grid: the grid's size by default); "
+                          "with --resume, more trials extend the sweep")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="trials at a time (default 1; with --gpus: one per device slot; "
+                          "with a Dask scheduler: its threads)")
+    run.add_argument("--sweep-dir", metavar="DIR",
+                     help="the new sweep's folder (default: runs/sweep-<timestamp>)")
+    run.add_argument("--resume", metavar="DIR",
+                     help="continue the sweep in DIR: running trials from their checkpoints, "
+                          "then the rest")
+    run.add_argument("--sampler", choices=SAMPLERS, help="Optuna sampler (default tpe)")
+    run.add_argument("--pruner", choices=PRUNERS,
+                     help="stop poor trials early, judged on validation accuracy after each "
+                          "epoch (default median)")
+    run.add_argument("--executor", metavar="KIND",
+                     help="local (default: spawned processes on this machine), dask (a local "
+                          "Dask cluster) or dask://HOST:PORT (a running Dask scheduler)")
+    run.add_argument("--gpus", metavar="IDS",
+                     help="local executor: GPU numbers such as 0,1; each worker sees one "
+                          "(CUDA_VISIBLE_DEVICES); without it trials run on the CPU")
+    run.add_argument("--per-gpu", type=int, metavar="N", help="workers per GPU (default 1)")
+    run.add_argument("--seed", type=int, metavar="N",
+                     help="seeds the sampler and every trial's training (default 0)")
+    run.add_argument("--storage", metavar="URL",
+                     help="an Optuna database URL (sqlite:///..., postgresql://...) for the "
+                          "study (default: a journal file in the sweep folder)")
+    run.add_argument("-q", "--quiet", action="store_true", default=None,
+                     help="no progress bar (the per-trial lines stay)")
+    searched = p.add_argument_group(
+        "searched options", "each takes a value, several values to choose from, or a range "
+                            "LOW:HIGH or LOW:HIGH:log (integers for integer options); --hidden "
+                            "takes networks such as 100 512x256")
+    for key, option in SEARCHABLE.items():
+        searched.add_argument(option.flag, dest=key, nargs="+", metavar="SPEC",
+                              help=option.summary)
+    fixed = p.add_argument_group("fixed training options (as for xpnet train)")
+    fixed.add_argument("--model", choices=sorted(MODELS))
+    fixed.add_argument("--preset", choices=sorted(PRESETS))
+    fixed.add_argument("--epochs", type=int, metavar="N",
+                       help="epochs per trial (default: the preset's)")
+    fixed.add_argument("--schedule", choices=("none", "constant", "cosine", "onecycle"))
+    for flag in ("--nesterov", "--augment", "--test-time-flip"):
+        fixed.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+    fixed.add_argument("--dataset", choices=("auto", "cifar10", "digits"),
+                       help="auto (default): CIFAR-10 if found or downloadable, else digits")
+    fixed.add_argument("--data-dir", metavar="PATH")
+    fixed.add_argument("--no-download", dest="download", action="store_const", const=False,
+                       default=None)
+    for split in ("train", "val", "test"):
+        fixed.add_argument(f"--num-{split}", type=int, metavar="N")
+    fixed.add_argument("--backend", metavar="NAME",
+                       help="the trials' backend (default: $XPNET_BACKEND, else numpy, or auto "
+                            "with --gpus)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``xpnet`` argument parser."""
-    parser = _Parser(prog="xpnet", description="CS231n-style fully-connected nets on any "
-                                               "Array API backend.")
+    parser = _Parser(prog="xpnet", description="CS231n-style neural networks on any Array API "
+                                               "backend: train, sweep hyperparameters, check.")
     parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of every error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_train(sub)
+    _add_sweep(sub)
     sub.add_parser("info", help="backends, devices and library versions",
                    description="Show which backends can run here (and why not), their "
                                "devices, and the versions of the libraries xpnet uses.")
@@ -200,6 +287,41 @@ def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
           f"{result.seconds_per_epoch:.2f} s per epoch; results in {result.run.path}",
           flush=True)
     return EXIT_OK
+
+
+def _sweep(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from . import sweep
+
+    if args.sweep_action == "show":
+        sweep.show(args.folder, top=args.top)
+        return EXIT_OK
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    try:
+        if args.resume is not None:
+            fixed = [k for k in given if k not in (*_SWEEP_RESUMABLE, "resume", "command",
+                                                   "debug", "sweep_action")]
+            if fixed:
+                flags = ", ".join("--" + k.replace("_", "-") if k not in SEARCHABLE
+                                  else SEARCHABLE[k].flag for k in fixed)
+                raise RunError(f"{flags} cannot change when resuming a sweep: it keeps its "
+                               "search space and training options (only --trials, --workers, "
+                               "--executor, --gpus and --per-gpu may change)")
+            result = sweep.resume(args.resume, n_trials=args.trials, workers=args.workers,
+                                  executor=args.executor, gpus=args.gpus,
+                                  per_gpu=args.per_gpu, quiet=bool(args.quiet))
+        else:
+            options = {k: given[k] for k in _SWEEP_FIXED if k in given}
+            result = sweep.run(
+                {k: given[k] for k in SEARCHABLE if k in given}, n_trials=args.trials,
+                workers=args.workers, sweep_dir=args.sweep_dir,
+                executor=args.executor or "local", epochs=options.pop("epochs", None),
+                options=options, sampler=args.sampler or "tpe",
+                pruner=args.pruner or "median", seed=0 if args.seed is None else args.seed,
+                gpus=args.gpus, per_gpu=1 if args.per_gpu is None else args.per_gpu,
+                storage=args.storage, quiet=bool(args.quiet), argv=["xpnet", *argv])
+    except KeyboardInterrupt:  # the sweep said how to continue
+        return EXIT_INTERRUPTED
+    return EXIT_OK if result.best_trial is not None else EXIT_FAILED
 
 
 def _info() -> int:
@@ -250,6 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train(args, argv)
+        if args.command == "sweep":
+            return _sweep(args, argv)
         if args.command == "info":
             return _info()
         return _gradcheck(args)

@@ -20,6 +20,7 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -39,6 +40,7 @@ from .runs import CURVES, RESULT, WEIGHTS, RunFolder
 __all__ = [
     "INTERRUPT_ENV",
     "RESUMABLE_OPTIONS",
+    "StopTraining",
     "TrainResult",
     "resolve_options",
     "train",
@@ -215,6 +217,19 @@ def optim_config(options: dict[str, Any]) -> dict[str, Any]:
 # Model and solver
 
 
+class StopTraining(Exception):  # noqa: N818 (a signal to stop, not an error)
+    """Raised by an ``on_epoch`` hook of :func:`train` to end the run after an epoch.
+
+    It propagates out of :func:`train` after the run's ``history.json`` records
+    ``status`` (None leaves the history as it was). A hyperparameter sweep prunes
+    a trial this way.
+    """
+
+    def __init__(self, message: str = "", status: str | None = "stopped") -> None:
+        super().__init__(message)
+        self.status = status
+
+
 @dataclass
 class TrainResult:
     """What a finished (or interrupted) run reports."""
@@ -233,8 +248,10 @@ class _Monitor:
     """The Solver callback: progress bar, epoch lines, best model, history, pruning."""
 
     def __init__(self, run: RunFolder, model: Any, history: dict[str, Any], show_bar: bool,
-                 out: TextIO, err: TextIO, interrupt_after: int | None) -> None:
+                 out: TextIO, err: TextIO, interrupt_after: int | None,
+                 on_epoch: Callable[[int, float], None] | None = None) -> None:
         self.run = run
+        self.on_epoch = on_epoch
         self.err = err
         self.model = model
         self.history = history
@@ -301,6 +318,8 @@ class _Monitor:
               file=self.out, flush=True)
         self.run.prune_epoch_checkpoints(keep=1)
         self.run.write_history(_history(solver, self.history, "running"))
+        if self.on_epoch is not None:  # after the epoch's checkpoint and history are saved
+            self.on_epoch(solver.epoch, solver.val_acc_history[-1])
 
     def close(self) -> None:
         if self.bar is not None:
@@ -368,7 +387,8 @@ def _describe(options: dict[str, Any], dataset: datasets.Dataset, backend: Any) 
 
 
 def train(explicit: dict[str, Any], argv: list[str] | None = None, out: TextIO | None = None,
-          err: TextIO | None = None) -> TrainResult:
+          err: TextIO | None = None, on_epoch: Callable[[int, float], None] | None = None
+          ) -> TrainResult:
     """Run ``xpnet train`` with the options given on the command line.
 
     Parameters
@@ -380,6 +400,9 @@ def train(explicit: dict[str, Any], argv: list[str] | None = None, out: TextIO |
         The command line, recorded in ``config.json``.
     out, err : text streams
         For the epoch lines and for notices (default stdout / stderr).
+    on_epoch : callable, optional
+        ``on_epoch(epoch, val_acc)`` at the end of every epoch, after its
+        checkpoint is saved; it may raise :class:`StopTraining` to end the run.
 
     Returns
     -------
@@ -420,7 +443,7 @@ def train(explicit: dict[str, Any], argv: list[str] | None = None, out: TextIO |
         run = RunFolder.create(options.get("run_dir"))
     try:
         return _train_in(run, options, dataset, backend, saved is not None, argv, out, err,
-                         show_bar)
+                         show_bar, on_epoch)
     except BaseException:
         run.discard_if_empty()
         raise
@@ -428,7 +451,7 @@ def train(explicit: dict[str, Any], argv: list[str] | None = None, out: TextIO |
 
 def _train_in(run: RunFolder, options: dict[str, Any], dataset: datasets.Dataset, backend: Any,
               resuming: bool, argv: list[str] | None, out: TextIO, err: TextIO,
-              show_bar: bool) -> TrainResult:
+              show_bar: bool, on_epoch: Callable[[int, float], None] | None) -> TrainResult:
     data = dataset.data
     num_classes = NUM_CLASSES
     model = build_model(options, dataset.image_shape, num_classes, backend)
@@ -436,7 +459,7 @@ def _train_in(run: RunFolder, options: dict[str, Any], dataset: datasets.Dataset
     model_meta = checkpoint.model_meta(model)
     history: dict[str, Any] = {"train_seconds": 0.0, "timed_iterations": 0, "model": model_meta,
                                "input_shape": list(dataset.image_shape)}
-    monitor = _Monitor(run, model, history, show_bar, out, err, _interrupt_after())
+    monitor = _Monitor(run, model, history, show_bar, out, err, _interrupt_after(), on_epoch)
     solver = Solver(model, {k: data[k] for k in ("X_train", "y_train", "X_val", "y_val")},
                     update_rule=options["update_rule"], optim_config=optim_config(options),
                     lr_decay=float(options["lr_decay"]), batch_size=options["batch_size"],
@@ -492,6 +515,11 @@ def _train_in(run: RunFolder, options: dict[str, Any], dataset: datasets.Dataset
     except TrainingDivergedError:
         monitor.close()
         run.write_history(_history(solver, history, "diverged"))
+        raise
+    except StopTraining as stop:
+        monitor.close()
+        if stop.status is not None:
+            run.write_history(_history(solver, history, stop.status))
         raise
     finally:
         monitor.close()
