@@ -97,6 +97,18 @@ def relu_backward(dout: Array, x: Array) -> Array:
     return xp.where(x > 0, dout, 0)
 
 
+def normalization_sums(xp, dout: Array, x_hat: Array, gamma: Array,
+                       stat_axes: tuple[int, ...]) -> tuple[tuple[int, ...], int, Array, Array]:
+    """``(param_axes, n, dgamma, dbeta)``: the axes gamma is constant along, the count
+    of the statistics, and the parameter gradients (summed keeping dims)."""
+    param_axes = tuple(i for i, s in enumerate(gamma.shape) if s == 1)
+    n = 1
+    for axis in stat_axes:
+        n *= x_hat.shape[axis]
+    return (param_axes, n, xp.sum(dout * x_hat, axis=param_axes, keepdims=True),
+            xp.sum(dout, axis=param_axes, keepdims=True))
+
+
 def normalize_backward(dout: Array, x_hat: Array, gamma: Array, inv_std: Array,
                        stat_axes: tuple[int, ...]) -> tuple[Array, Array, Array]:
     """Closed-form gradient of ``out = x_hat * gamma + beta`` with
@@ -107,12 +119,7 @@ def normalize_backward(dout: Array, x_hat: Array, gamma: Array, inv_std: Array,
     axes where ``gamma`` has size 1, keeping dims.
     """
     xp = namespace_of(dout, x_hat, gamma, inv_std, caller="normalize_backward")
-    param_axes = tuple(i for i, s in enumerate(gamma.shape) if s == 1)
-    n = 1
-    for axis in stat_axes:
-        n *= x_hat.shape[axis]
-    dbeta = xp.sum(dout, axis=param_axes, keepdims=True)
-    dgamma = xp.sum(dout * x_hat, axis=param_axes, keepdims=True)
+    param_axes, n, dgamma, dbeta = normalization_sums(xp, dout, x_hat, gamma, stat_axes)
     if param_axes == tuple(stat_axes):
         # batchnorm: gamma is constant over the statistics' axes, so their two means
         # are gamma * dbeta / n and gamma * dgamma / n; with s = gamma * inv_std,

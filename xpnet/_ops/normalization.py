@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._fast import ops
+from .._fast import ops, reference
 from ..backend import namespace_of
 from ..errors import InputError
 from .checks import shape_str
@@ -105,12 +105,7 @@ def backward_graph(dout: Array, cache: dict, caller: str) -> tuple[Array, Array,
     axes = cache["stat_axes"]
     x_hat, centered, std = cache["x_hat"], cache["centered"], cache["std"]
     inv_std, var, gamma = cache["inv_std"], cache["var"], cache["gamma"]
-    param_axes = tuple(i for i, s in enumerate(gamma.shape) if s == 1)
-    n = 1
-    for axis in axes:
-        n *= x_hat.shape[axis]
-    dbeta = xp.sum(d, axis=param_axes, keepdims=True)
-    dgamma = xp.sum(d * x_hat, axis=param_axes, keepdims=True)
+    _, n, dgamma, dbeta = reference.normalization_sums(xp, d, x_hat, gamma, axes)
     dx_hat = d * gamma
     # x_hat = centered * inv_std
     dinv_std = xp.sum(dx_hat * centered, axis=axes, keepdims=True)

@@ -182,16 +182,21 @@ class Driver:
             if not self.in_flight:
                 return
             done, _ = wait(self.in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
-            lost = []
-            for future in done:
-                task = self.in_flight.pop(future)
-                outcome = self._outcome(future, task)
-                if outcome is None:
-                    lost.append(task)
-                else:
-                    self._record(task, outcome)
+            lost = self._collect(done)
             if lost:
                 self._replace_workers(lost)
+
+    def _collect(self, futures) -> list[TrialTask]:
+        """Record the finished trials among ``futures``; return those whose worker died."""
+        lost = []
+        for future in futures:
+            task = self.in_flight.pop(future)
+            outcome = self._outcome(future, task)
+            if outcome is None:
+                lost.append(task)
+            else:
+                self._record(task, outcome)
+        return lost
 
     def _outcome(self, future: Future, task: TrialTask) -> TrialOutcome | None:
         """The trial's outcome; None when its worker died."""
@@ -211,13 +216,7 @@ class Driver:
     def _replace_workers(self, lost: list[TrialTask]) -> None:
         """Workers died: their trials (with a process pool, all trials) run again."""
         if self.pool.breaks_as_a_whole:  # every running trial fails with the pool
-            for future in list(wait(self.in_flight)[0]):
-                task = self.in_flight.pop(future)
-                outcome = self._outcome(future, task)
-                if outcome is None:
-                    lost.append(task)
-                else:
-                    self._record(task, outcome)
+            lost += self._collect(list(wait(self.in_flight)[0]))
         self.breaks_in_a_row += 1
         if self.breaks_in_a_row >= MAX_LOST:
             raise SweepError(f"the workers died {self.breaks_in_a_row} times in a row without "
