@@ -67,7 +67,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "convnet": {
         "model": "convnet", "width": 16, **TRAINING_OPTIONS, **_RECIPE,
-        "learning_rate": 0.05, "weight_decay": 5e-3, "epochs": 15, "batch_size": 128,
+        "learning_rate": 0.05, "weight_decay": 5e-3, "epochs": 12, "batch_size": 128,
     },
     "resnet": {
         "model": "resnet", "width": 64, **TRAINING_OPTIONS, **_RECIPE,
