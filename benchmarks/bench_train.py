@@ -32,7 +32,8 @@ import sys
 from harness import Job, machine, report, run_rounds
 
 DEFAULT_IMPLS = {
-    "fc": ["xpnet-numpy", "xpnet-torch", "torch", "torch-foreach", "torch-fused", "floor-numpy"],
+    "fc": ["xpnet-numpy", "xpnet-torch", "torch", "torch-foreach", "torch-fused",
+           "torch-fused-malloc", "floor-numpy"],
     "cnn": ["xpnet-numpy", "xpnet-torch", "torch", "torch-fused"],
 }
 

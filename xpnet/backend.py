@@ -379,6 +379,12 @@ class Backend:
         return torch.rand(shape, generator=gen, dtype=dtype, device=self.device)
 
     # -- facts -------------------------------------------------------------
+    @property
+    def on_host(self) -> bool:
+        """Whether arrays live in host memory (every backend but CuPy and torch on CUDA)."""
+        return not (self.name == "cupy"
+                    or (self.name == "torch" and getattr(self.device, "type", "cpu") != "cpu"))
+
     def free_memory(self) -> int | None:
         """Free bytes of device memory (None for the CPU backends: host memory)."""
         if self.name == "cupy":

@@ -19,6 +19,7 @@ from typing import Any
 
 from . import checkpoint, optim, schedules
 from ._ops import checks
+from ._ops.allocator import reuse_freed_memory
 from ._ops.capture import CAPTURABLE_RULES, CapturableUpdate, LossBuffer
 from ._ops.counter_random import CounterStream
 from ._ops.flat import FlatParams
@@ -153,6 +154,8 @@ class Solver:
             CounterStream(self.backend, seed) if device_random or self.capturable
             else self.backend.new_stream(seed))
 
+        if self.backend.on_host:  # the step's temporaries reuse heap memory (glibc)
+            reuse_freed_memory()
         self.data_on_device = self._resident(data, data_on_device)
         self.X_train, self.y_train, self.X_val, self.y_val = self._put_data(data)
         rows = (self.X_train.shape[0], -1)
