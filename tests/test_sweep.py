@@ -272,7 +272,10 @@ def test_killed_driver_then_resume_finishes_exactly_n_trials(optuna, reference, 
 
 
 def test_second_driver_refused_and_ctrl_c_stops_cleanly(optuna, backend, tmp_path, capsys):
-    folder, epochs = tmp_path / "sweep", 100
+    # enough epochs (about 20 ms each) that the Ctrl-C finds the trial still running after
+    # the two refusals below (with 100, a fast machine finished both trials before it),
+    # and few enough that the resume at the end finishes both in seconds
+    folder, epochs = tmp_path / "sweep", 500
     with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
         driver = subprocess.Popen([sys.executable, "-m", "xpnet",
                                    *sweep_args(folder, backend.name, trials=2, epochs=epochs)],
