@@ -75,6 +75,13 @@ def sweep_args(folder: Path, backend: str, *extra: str, trials: int = 4, workers
             *DATA, *SPACE, *extra]
 
 
+def default_ctrl_c() -> None:
+    """In a driver started by the test: Ctrl-C acts as in a terminal, even when the test
+    itself runs in the background (``cmd &`` starts it with SIGINT ignored, which its
+    children inherit; the driver then rightly ignores it and finishes its trials)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(capsys, *args) -> tuple[int, str, str]:
     code = cli.main([str(a) for a in args])
     captured = capsys.readouterr()
@@ -272,14 +279,12 @@ def test_killed_driver_then_resume_finishes_exactly_n_trials(optuna, reference, 
 
 
 def test_second_driver_refused_and_ctrl_c_stops_cleanly(optuna, backend, tmp_path, capsys):
-    # enough epochs (about 20 ms each) that the Ctrl-C finds the trial still running after
-    # the two refusals below (with 100, a fast machine finished both trials before it),
-    # and few enough that the resume at the end finishes both in seconds
-    folder, epochs = tmp_path / "sweep", 500
+    folder, epochs = tmp_path / "sweep", 100
     with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
         driver = subprocess.Popen([sys.executable, "-m", "xpnet",
                                    *sweep_args(folder, backend.name, trials=2, epochs=epochs)],
-                                  cwd=ROOT, stdout=out, stderr=err, start_new_session=True)
+                                  cwd=ROOT, stdout=out, stderr=err, start_new_session=True,
+                                  preexec_fn=default_ctrl_c)
     try:
         deadline = time.monotonic() + 60
         while not list((folder / "trial_0000").glob("checkpoint_epoch_*.npz")):
