@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._fast import ops
+from ._ops.rule_defaults import with_defaults
 from .backend import namespace_of
 from .errors import InputError
 
@@ -28,14 +29,11 @@ def _state(xp, config: Config, key: str, w: Array) -> Array:
     return config[key]
 
 
-def _setup(w, dw, config, caller, **defaults):
+def _setup(w, dw, config, caller):
     xp = namespace_of(w, dw, caller=caller)
     if tuple(w.shape) != tuple(dw.shape):
         raise InputError(f"{caller}: dw has shape {tuple(dw.shape)} but w has {tuple(w.shape)}")
-    config = {} if config is None else config
-    for key, value in defaults.items():
-        config.setdefault(key, value)
-    return xp, config
+    return xp, with_defaults({} if config is None else config, caller)
 
 
 def sgd(w: Array, dw: Array, config: Config | None = None) -> tuple[Array, Config]:
@@ -43,7 +41,7 @@ def sgd(w: Array, dw: Array, config: Config | None = None) -> tuple[Array, Confi
 
     config: ``learning_rate`` (1e-2).
     """
-    _, config = _setup(w, dw, config, "sgd", learning_rate=1e-2)
+    _, config = _setup(w, dw, config, "sgd")
     return w - config["learning_rate"] * dw, config
 
 
@@ -63,7 +61,7 @@ def sgd_momentum(w: Array, dw: Array, config: Config | None = None) -> tuple[Arr
     CS231n notes' Nesterov form) and ``weight_decay`` (0: decoupled, ``w -=
     lr * weight_decay * w`` before the step).
     """
-    xp, config = _setup(w, dw, config, "sgd_momentum", learning_rate=1e-2, momentum=0.9)
+    xp, config = _setup(w, dw, config, "sgd_momentum")
     lr, mu = config["learning_rate"], config["momentum"]
     v = mu * _state(xp, config, "velocity", w) - lr * dw
     config["velocity"] = v
@@ -80,8 +78,7 @@ def rmsprop(w: Array, dw: Array, config: Config | None = None) -> tuple[Array, C
     config: ``learning_rate`` (1e-2), ``decay_rate`` (0.99), ``epsilon`` (1e-8),
     ``cache`` (zeros).
     """
-    xp, config = _setup(w, dw, config, "rmsprop", learning_rate=1e-2, decay_rate=0.99,
-                        epsilon=1e-8)
+    xp, config = _setup(w, dw, config, "rmsprop")
     d = config["decay_rate"]
     cache = d * _state(xp, config, "cache", w) + (1 - d) * (dw * dw)
     config["cache"] = cache
@@ -96,8 +93,8 @@ def adam(w: Array, dw: Array, config: Config | None = None) -> tuple[Array, Conf
     ``epsilon`` (1e-8), ``m`` and ``v`` (zeros), ``t`` (0); optionally
     ``weight_decay`` (0: decoupled, AdamW's ``w -= lr * weight_decay * w``).
     """
-    xp, config = _setup(w, dw, config, "adam", learning_rate=1e-3, beta1=0.9, beta2=0.999,
-                        epsilon=1e-8, t=0)
+    xp, config = _setup(w, dw, config, "adam")
+    config.setdefault("t", 0)
     b1, b2 = config["beta1"], config["beta2"]
     config["t"] += 1
     t = config["t"]
@@ -117,7 +114,7 @@ def adagrad(w: Array, dw: Array, config: Config | None = None) -> tuple[Array, C
     ``cache += dw**2; w -= lr*dw/(sqrt(cache)+eps)``.
     config: ``learning_rate`` (1e-2), ``epsilon`` (1e-8), ``cache`` (zeros).
     """
-    xp, config = _setup(w, dw, config, "adagrad", learning_rate=1e-2, epsilon=1e-8)
+    xp, config = _setup(w, dw, config, "adagrad")
     cache = _state(xp, config, "cache", w) + dw * dw
     config["cache"] = cache
     next_w = w - config["learning_rate"] * dw / (xp.sqrt(cache) + config["epsilon"])
@@ -166,7 +163,7 @@ def get_update_rule(rule: str | Callable) -> Callable:
 # fast path may fuse or reorder it within its declared tolerance.
 
 def _inplace_sgd(w, dw, config: Config) -> Config:
-    config.setdefault("learning_rate", 1e-2)
+    with_defaults(config, "sgd")
     ops.sgd_(w, dw, config["learning_rate"])
     return config
 
@@ -178,8 +175,7 @@ def _decay_(w, config: Config) -> None:
 
 
 def _inplace_sgd_momentum(w, dw, config: Config) -> Config:
-    config.setdefault("learning_rate", 1e-2)
-    config.setdefault("momentum", 0.9)
+    with_defaults(config, "sgd_momentum")
     v = _state(None, config, "velocity", w)
     _decay_(w, config)
     if config.get("nesterov", False):
@@ -190,9 +186,7 @@ def _inplace_sgd_momentum(w, dw, config: Config) -> Config:
 
 
 def _inplace_rmsprop(w, dw, config: Config) -> Config:
-    config.setdefault("learning_rate", 1e-2)
-    config.setdefault("decay_rate", 0.99)
-    config.setdefault("epsilon", 1e-8)
+    with_defaults(config, "rmsprop")
     cache = _state(None, config, "cache", w)
     ops.rmsprop_(w, dw, cache, config["learning_rate"], config["decay_rate"],
                  config["epsilon"])
@@ -200,10 +194,7 @@ def _inplace_rmsprop(w, dw, config: Config) -> Config:
 
 
 def _inplace_adam(w, dw, config: Config) -> Config:
-    config.setdefault("learning_rate", 1e-3)
-    config.setdefault("beta1", 0.9)
-    config.setdefault("beta2", 0.999)
-    config.setdefault("epsilon", 1e-8)
+    with_defaults(config, "adam")
     config["t"] = config.get("t", 0) + 1
     m = _state(None, config, "m", w)
     v = _state(None, config, "v", w)
@@ -214,8 +205,7 @@ def _inplace_adam(w, dw, config: Config) -> Config:
 
 
 def _inplace_adagrad(w, dw, config: Config) -> Config:
-    config.setdefault("learning_rate", 1e-2)
-    config.setdefault("epsilon", 1e-8)
+    with_defaults(config, "adagrad")
     cache = _state(None, config, "cache", w)
     ops.adagrad_(w, dw, cache, config["learning_rate"], config["epsilon"])
     return config

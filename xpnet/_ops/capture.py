@@ -19,21 +19,15 @@ from __future__ import annotations
 from typing import Any
 
 from .._fast import reference
+from .rule_defaults import RULE_DEFAULTS
 
 __all__ = ["CAPTURABLE_RULES", "CapturableUpdate", "LossBuffer"]
 
 Array = Any
 
 #: the built-in rules a captured step can run
-CAPTURABLE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam", "adagrad")
+CAPTURABLE_RULES = tuple(RULE_DEFAULTS)
 
-_DEFAULTS = {
-    "sgd": {"learning_rate": 1e-2},
-    "sgd_momentum": {"learning_rate": 1e-2, "momentum": 0.9},
-    "rmsprop": {"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8},
-    "adam": {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8},
-    "adagrad": {"learning_rate": 1e-2, "epsilon": 1e-8},
-}
 _STATE = {"sgd": (), "sgd_momentum": ("velocity",), "rmsprop": ("cache",),
           "adam": ("m", "v"), "adagrad": ("cache",)}
 
@@ -55,7 +49,7 @@ class CapturableUpdate:
 
     def __init__(self, xp, rule: str, dtype: Any, dev: Any, config: dict[str, Any]) -> None:
         self.xp, self.rule, self.dtype, self.device = xp, rule, dtype, dev
-        self.config = {**_DEFAULTS[rule], **{k: v for k, v in config.items()
+        self.config = {**RULE_DEFAULTS[rule], **{k: v for k, v in config.items()
                                              if k not in _STATE[rule]}}
         self.lr = xp.asarray(float(self.config["learning_rate"]), dtype=dtype, device=dev)
         self.t = xp.asarray(float(self.config.get("t", 0)), dtype=xp.float64, device=dev)
