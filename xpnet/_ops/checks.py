@@ -151,7 +151,12 @@ def onehot_labels(xp, x, y, caller: str, check_range: bool):
     check_label_dtype(xp, y, caller)
     if check_range:
         check_label_range(xp, y, x.shape[1], caller)
-    classes = xp.arange(x.shape[1], dtype=y.dtype, device=device(y))
+    # compare in int64: a narrow label dtype (int8, uint8) cannot hold the class
+    # indices (arange(300) in int8 wraps around and matches twice), though its
+    # labels may well be valid
+    if y.dtype != xp.int64:
+        y = xp.astype(y, xp.int64)
+    classes = xp.arange(x.shape[1], dtype=xp.int64, device=device(y))
     return y[:, None] == classes[None, :]
 
 
