@@ -31,9 +31,9 @@ import pytest
 
 import xpnet.sweep
 from xpnet.app import cli
-from xpnet.app.sweep_executors import device_slots, parse_gpus
-from xpnet.app.sweep_space import Choices, FloatRange, IntRange, SearchSpace
-from xpnet.app.sweep_worker import KILL_ENV
+from xpnet.app.sweep.executors import device_slots, parse_gpus
+from xpnet.app.sweep.space import Choices, FloatRange, IntRange, SearchSpace
+from xpnet.app.sweep.worker import KILL_ENV
 from xpnet.app.train import StopTraining, train
 from xpnet.errors import InputError, SweepError
 
@@ -258,7 +258,7 @@ def test_killed_driver_then_resume_finishes_exactly_n_trials(optuna, reference, 
     while processes_marked(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert processes_marked(marker) == [], "the workers outlived their driver"
-    from xpnet.app.sweep_study import open_storage
+    from xpnet.app.sweep.study import open_storage
 
     study = optuna.load_study(study_name=json.loads((folder / "sweep.json").read_text())[
         "study_name"], storage=open_storage(None, folder / "study.journal"))
@@ -502,6 +502,46 @@ def test_without_optuna_or_dask_says_what_to_install(tmp_path, capsys, monkeypat
 
 # ---------------------------------------------------------------------------
 # The parts
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """The absolute names of the xpnet modules that ``path`` imports."""
+    import ast
+
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    if path.name == "__init__.py":
+        package += ".__init__"
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[:-node.level] if node.level else []
+            name = ".".join([*base, *([node.module] if node.module else [])])
+            found.add(name)
+            found.update(f"{name}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_the_sweep_package_and_its_python_face_keep_their_floor():
+    """xpnet.sweep is the app floor's Python name: the same objects, and nothing below the
+    application imports either of them."""
+    import xpnet.app.sweep as engine
+
+    for name in xpnet.sweep.__all__:
+        assert getattr(xpnet.sweep, name) is getattr(engine, name), name
+    assert not list((ROOT / "xpnet" / "app").glob("sweep_*.py"))  # one package, no flat modules
+    top = {"xpnet/sweep.py", "xpnet/__main__.py"}
+    offenders = {}
+    for path in sorted((ROOT / "xpnet").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith("xpnet/app/") or rel in top:
+            continue
+        up = sorted(m for m in _imported_modules(path)
+                    if m == "xpnet.sweep" or m.startswith(("xpnet.app", "xpnet.sweep.")))
+        if up:
+            offenders[rel] = up
+    assert offenders == {}
 
 
 def test_search_space_parsing():

@@ -12,12 +12,25 @@ Examples
 ``executor`` takes ``"local"`` (spawned processes), ``"dask"`` (a
 ``LocalCluster``), ``"dask://HOST:PORT"`` or any ``concurrent.futures.Executor``.
 :func:`resume` continues a sweep after a crash or Ctrl-C; :func:`show` prints
-the table of trials and writes the plots. See :mod:`xpnet.app.sweep`.
+the table of trials and writes the plots.
+
+Floor: this module belongs to the application's floor (``xpnet/app/``): it is
+the Python name of :mod:`xpnet.app.sweep`, which trains with ``xpnet train``'s
+code, so a sweep cannot live lower. It only re-exports that package's public
+names; no module below the application imports it (``tests/test_sweep.py``
+checks both).
 """
 
-from .app.sweep import SweepResult, resume, run, show
-from .app.sweep_space import Choices, FloatRange, IntRange
-from .app.sweep_study import TrialRecord
+from .app.sweep import (
+    Choices,
+    FloatRange,
+    IntRange,
+    SweepResult,
+    TrialRecord,
+    resume,
+    run,
+    show,
+)
 
 __all__ = ["Choices", "FloatRange", "IntRange", "SweepResult", "TrialRecord", "resume", "run",
            "show"]

@@ -2,5 +2,6 @@
 
 ``cli`` (argument parsing and exit codes), ``train`` (a training run),
 ``runs`` (run folders), ``presets``, ``data`` (the data sets the command
-trains on), ``gradcheck`` and ``info``.
+trains on), ``gradcheck``, ``info`` and the ``sweep`` package (``xpnet
+sweep``; :mod:`xpnet.sweep` is its Python name and part of this floor).
 """

@@ -40,7 +40,7 @@ from ..backend import BACKEND_NAMES
 from ..errors import RunError, TrainingDivergedError, XpnetError
 from .models import MODELS, NORMALIZATION_CHOICES
 from .presets import PRESETS
-from .sweep_space import SEARCHABLE
+from .sweep.space import SEARCHABLE
 
 __all__ = ["build_parser", "main"]
 
@@ -173,7 +173,7 @@ _SWEEP_RESUMABLE = ("trials", "workers", "executor", "gpus", "per_gpu", "quiet")
 
 
 def _add_sweep(sub: Any) -> None:
-    from .sweep_study import PRUNERS, SAMPLERS
+    from .sweep.study import PRUNERS, SAMPLERS
 
     p = sub.add_parser(
         "sweep", help="search hyperparameters with Optuna, trials in parallel (local or Dask)",

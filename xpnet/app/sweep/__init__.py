@@ -1,14 +1,20 @@
 """``xpnet sweep``: hyperparameter search with Optuna, trials run locally or on Dask.
 
+The package, one job a module: ``space`` (what is searched), ``study`` (the
+Optuna side: storage, samplers, pruners, trial records), ``folder`` (the
+sweep folder and its lock), ``executors`` (where trials run), ``worker`` (one
+trial in a worker process), ``driver`` (asks, submits, records, recovers) and
+``report`` (the table and plots); this module is the command's engine.
+
 :func:`run` checks a new sweep (search space, settings, the trials' training
 options) before anything is written, creates the sweep folder
-(:mod:`xpnet.app.sweep_folder`) and the Optuna study, and hands them to the
-driver (:mod:`xpnet.app.sweep_driver`); :func:`resume` continues a sweep
+(:mod:`xpnet.app.sweep.folder`) and the Optuna study, and hands them to the
+driver (:mod:`xpnet.app.sweep.driver`); :func:`resume` continues a sweep
 after a crash or Ctrl-C; :func:`show` prints the table of trials and writes
 the plots. ``xpnet.sweep`` re-exports them for use from Python.
 
 With one worker and a fixed seed a sweep is deterministic: the same
-parameters and the same accuracies every time (see :mod:`xpnet.app.sweep_study`).
+parameters and the same accuracies every time (see :mod:`xpnet.app.sweep.study`).
 """
 
 from __future__ import annotations
@@ -19,15 +25,15 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from .._version import __version__
-from ..backend import BACKEND_NAMES
-from ..errors import DataError, InputError, SweepError
-from .sweep_driver import Driver, SweepResult, best_of, trial_options
-from .sweep_executors import check_executor, make_executor
-from .sweep_folder import SPEC, SweepFolder
-from .sweep_report import best_first, format_table, write_plots
-from .sweep_space import SEARCHABLE, SearchSpace, format_value
-from .sweep_study import (
+from ..._version import __version__
+from ...backend import BACKEND_NAMES
+from ...errors import DataError, InputError, SweepError
+from .driver import Driver, SweepResult, best_of, trial_options
+from .executors import check_executor, make_executor
+from .folder import SPEC, SweepFolder
+from .report import best_first, format_table, write_plots
+from .space import SEARCHABLE, Choices, FloatRange, IntRange, SearchSpace, format_value
+from .study import (
     PRUNERS,
     SAMPLERS,
     TrialRecord,
@@ -37,7 +43,8 @@ from .sweep_study import (
     require_optuna,
 )
 
-__all__ = ["SweepResult", "resume", "run", "show"]
+__all__ = ["Choices", "FloatRange", "IntRange", "SweepResult", "TrialRecord", "resume", "run",
+           "show"]
 
 #: Options a sweep sets itself for each trial.
 _PER_TRIAL = ("seed", "run_dir", "resume", "quiet")
@@ -54,7 +61,7 @@ def _positive_int(value: Any, name: str) -> int:
 
 
 def _known_options() -> set[str]:
-    from .train import resolve_options
+    from ..train import resolve_options
 
     return set(resolve_options({"seed": 0, "data_dir": ".", "backend": "numpy"}))
 
@@ -98,8 +105,8 @@ def _check_space(fixed: Mapping[str, Any], space: SearchSpace) -> None:
 
 def _resolve_dataset(fixed: dict[str, Any], progress: bool, err: TextIO) -> None:
     """Settle ``--dataset auto`` once, in the driver (and fetch CIFAR-10 once)."""
-    from .. import data_utils
-    from . import data
+    from ... import data_utils
+    from .. import data
 
     name = fixed.get("dataset") or "auto"
     if name == "digits":

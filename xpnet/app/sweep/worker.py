@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import TrainingDivergedError
-from .sweep_folder import DRIVER, JOURNAL
-from .train import StopTraining
+from ...errors import TrainingDivergedError
+from ..train import StopTraining
+from .folder import DRIVER, JOURNAL
 
 __all__ = [
     "KILL_ENV",
@@ -207,7 +207,7 @@ class _EpochReporter:
 
     def _optuna_trial(self) -> Any:
         if self._trial is None:
-            from .sweep_study import open_storage, require_optuna
+            from .study import open_storage, require_optuna
 
             optuna = require_optuna()
             storage = open_storage(self.task.storage, Path(self.task.sweep_dir) / JOURNAL)
@@ -246,8 +246,8 @@ def _finished(run: Path, number: int, base: dict[str, Any]) -> TrialOutcome | No
 
 def _resume_point(run: Path) -> tuple[int, float | None]:
     """The epoch of the run's latest checkpoint and its validation accuracy."""
-    from .. import checkpoint
-    from .runs import RunFolder
+    from ... import checkpoint
+    from ..runs import RunFolder
 
     latest = RunFolder(run).latest_checkpoint()
     if latest is None:
@@ -270,8 +270,8 @@ def run_trial(task: TrialTask) -> TrialOutcome:
         For what stops every trial alike (missing data, a damaged run folder,
         an unusable backend); the driver then stops the sweep.
     """
-    from .runs import CONFIG
-    from .train import train
+    from ..runs import CONFIG
+    from ..train import train
 
     started = time.perf_counter()
     base = {"device": os.environ.get("CUDA_VISIBLE_DEVICES"),

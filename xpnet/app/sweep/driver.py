@@ -1,8 +1,8 @@
 """The driver of a sweep: it asks Optuna for trials, runs them, records them.
 
 :class:`Driver` keeps up to ``workers`` trials in flight on an executor
-(:mod:`xpnet.app.sweep_executors`); each is an ``xpnet train`` run in the
-sweep folder (:mod:`xpnet.app.sweep_worker`). Where each trial stands is in
+(:mod:`xpnet.app.sweep.executors`); each is an ``xpnet train`` run in the
+sweep folder (:mod:`xpnet.app.sweep.worker`). Where each trial stands is in
 the Optuna study: parameters, state (running, complete, pruned, failed),
 value, and the driver's records (run folder, seed, attempts, worker losses,
 errors, the worker and device). Faults:
@@ -30,12 +30,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..errors import InputError, SweepError, XpnetError
-from .sweep_executors import TrialExecutor
-from .sweep_folder import TRIALS, SweepFolder
-from .sweep_report import best_first, format_table, write_plots
-from .sweep_space import SEARCHABLE, SearchSpace, format_value
-from .sweep_study import (
+from ...errors import InputError, SweepError, XpnetError
+from .executors import TrialExecutor
+from .folder import TRIALS, SweepFolder
+from .report import best_first, format_table, write_plots
+from .space import SEARCHABLE, SearchSpace, format_value
+from .study import (
     TRAINING_STREAM,
     TrialRecord,
     make_sampler,
@@ -43,7 +43,7 @@ from .sweep_study import (
     set_attrs,
     trial_seed,
 )
-from .sweep_worker import TrialOutcome, TrialTask, run_trial
+from .worker import TrialOutcome, TrialTask, run_trial
 
 __all__ = ["GRACE_SECONDS", "MAX_LOST", "Driver", "SweepResult", "best_of", "trial_options"]
 
@@ -92,7 +92,7 @@ def trial_options(fixed: Mapping[str, Any], chosen: Mapping[str, Any], seed: int
     InputError
         When ``xpnet train`` would reject them.
     """
-    from .train import resolve_options, validate_options
+    from ..train import resolve_options, validate_options
 
     options = resolve_options({**fixed, **chosen, "seed": seed})
     validate_options(options)

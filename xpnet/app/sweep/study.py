@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SweepError
-from .sweep_space import SearchSpace
+from ...errors import SweepError
+from .space import SearchSpace
 
 __all__ = [
     "INSTALL_HINT",

@@ -27,9 +27,9 @@ from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import SweepError
-from .sweep_study import INSTALL_HINT
-from .sweep_worker import init_local_worker
+from ...errors import SweepError
+from .study import INSTALL_HINT
+from .worker import init_local_worker
 
 __all__ = [
     "DaskPool",

@@ -38,8 +38,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import SweepError
-from ..files import atomic_write
+from ...errors import SweepError
+from ...files import atomic_write
 
 __all__ = ["SweepFolder"]
 

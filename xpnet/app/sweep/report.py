@@ -14,9 +14,9 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from .sweep_folder import HISTORY_PLOT, PARAMS_PLOT
-from .sweep_space import SEARCHABLE, Choices, SearchSpace, format_value
-from .sweep_study import TrialRecord
+from .folder import HISTORY_PLOT, PARAMS_PLOT
+from .space import SEARCHABLE, Choices, SearchSpace, format_value
+from .study import TrialRecord
 
 __all__ = ["best_first", "format_table", "write_plots"]
 
@@ -69,7 +69,7 @@ def write_plots(trials: Sequence[TrialRecord], space: SearchSpace, folder: Path
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator, NullFormatter
 
-    from ..vis_utils import save_figure
+    from ...vis_utils import save_figure
 
     keys = list(space.dimensions)
     columns = min(3, len(keys))
