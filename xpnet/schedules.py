@@ -9,6 +9,10 @@ step (and by ``lr_decay ** epoch``, which is 1 by default).
 warm-up then a cosine down to ``min_factor``), ``onecycle`` (linear up to the
 peak, then linearly down to ``min_factor``) or ``piecewise`` (linear between
 given points).
+
+A warm-up of ``warmup`` (a fraction of the run) lasts ``ceil(warmup * total)``
+iterations and climbs linearly to factor 1 at its last one: with ``warmup=0.25``
+over 10 iterations the factors start 1/3, 2/3, 1. No factor ever exceeds 1.
 """
 
 from __future__ import annotations
@@ -23,32 +27,47 @@ from .errors import InputError
 __all__ = ["SCHEDULES", "Constant", "Cosine", "OneCycle", "PiecewiseLinear", "get_schedule"]
 
 
+def warmup_iterations(warmup: float, total: int) -> int:
+    """The iterations of a warm-up of ``warmup`` (fraction) of ``total``: the
+    product rounded up, so the last warm-up iteration reaches factor 1 exactly
+    (a fractional ramp such as 2.5 would give 0.4, 0.8, 1.2). The product is
+    rounded to 9 digits first: 0.1 * 30 is 3.0000000000000004, which is 3."""
+    return math.ceil(round(warmup * total, 9))
+
+
+def _warmup_factor(iteration: int, steps: int) -> float:
+    return (iteration + 1) / steps
+
+
 @dataclass(frozen=True)
 class Constant:
-    """Factor 1 throughout, after an optional linear warm-up of ``warmup`` (fraction)."""
+    """Factor 1 throughout, after an optional linear warm-up of ``warmup`` (fraction,
+    :func:`warmup_iterations` long)."""
 
     warmup: float = 0.0
 
     def __call__(self, iteration: int, total: int) -> float:
-        ramp = self.warmup * total
-        if iteration < ramp:
-            return (iteration + 1) / ramp
+        steps = warmup_iterations(self.warmup, total)
+        if iteration < steps:
+            return _warmup_factor(iteration, steps)
         return 1.0
 
 
 @dataclass(frozen=True)
 class Cosine:
-    """Linear warm-up over the first ``warmup`` (fraction of the run), then half a
-    cosine from 1 down to ``min_factor`` at the last iteration."""
+    """Linear warm-up over the first ``warmup`` (fraction of the run, ``w =``
+    :func:`warmup_iterations` iterations), then half a cosine from 1 (at iteration
+    ``w``) towards ``min_factor``, which it would reach at iteration ``total``:
+    ``min_factor + (1 - min_factor) * (1 + cos(pi * (i - w) / (total - w))) / 2``."""
 
     warmup: float = 0.0
     min_factor: float = 0.0
 
     def __call__(self, iteration: int, total: int) -> float:
-        ramp = self.warmup * total
-        if iteration < ramp:
-            return (iteration + 1) / ramp
-        progress = (iteration - ramp) / max(total - ramp, 1)
+        steps = warmup_iterations(self.warmup, total)
+        if iteration < steps:
+            return _warmup_factor(iteration, steps)
+        progress = (iteration - steps) / max(total - steps, 1)
         return self.min_factor + (1 - self.min_factor) * 0.5 * (1 + math.cos(math.pi *
                                                                            progress))
 
@@ -70,14 +89,24 @@ class PiecewiseLinear:
         t = iteration / max(total - 1, 1)
         for (x0, y0), (x1, y1) in zip(self.points, self.points[1:], strict=False):
             if t <= x1:
-                return y0 if x1 == x0 else y0 + (y1 - y0) * (t - x0) / (x1 - x0)
+                if x1 == x0:
+                    return y0
+                # clamped to the segment: rounding must not lift a factor past its ends
+                # (a one-cycle peak of 1.0000000000000002)
+                value = y0 + (y1 - y0) * (t - x0) / (x1 - x0)
+                return min(max(value, min(y0, y1)), max(y0, y1))
         return self.points[-1][1]
 
 
 def OneCycle(peak: float = 0.3, start_factor: float = 0.1,  # noqa: N802 (a schedule type)
              min_factor: float = 0.0) -> PiecewiseLinear:
-    """Linear from ``start_factor`` up to 1 at ``peak`` (fraction of the run), then
-    linear down to ``min_factor``."""
+    """Linear from ``start_factor`` up to 1 at ``peak`` (fraction of the run, counted
+    as ``iteration / (total - 1)``), then linear down to ``min_factor`` at the last
+    iteration. The one-cycle schedule has no separate warm-up: its climb to the
+    peak is one."""
+    if not 0.0 < peak < 1.0:
+        raise InputError(f"onecycle schedule: peak must be a fraction of the run in (0, 1), "
+                         f"got {peak!r}")
     return PiecewiseLinear(((0.0, start_factor), (peak, 1.0), (1.0, min_factor)))
 
 
@@ -90,9 +119,22 @@ SCHEDULES: dict[str, Callable[..., Callable[[int, int], float]]] = {
 
 
 def get_schedule(name: str | Callable | None, warmup: float = 0.0,
-                 points: Sequence[tuple[float, float]] | None = None
-                 ) -> Callable[[int, int], float] | None:
+                 points: Sequence[tuple[float, float]] | None = None,
+                 peak: float | None = None) -> Callable[[int, int], float] | None:
     """The schedule called ``name`` (a callable is returned as is; None stays None).
+
+    Parameters
+    ----------
+    warmup : float
+        The warm-up of ``constant`` and ``cosine``, a fraction of the run. For
+        ``onecycle``, which has no warm-up, a nonzero ``warmup`` is taken as its
+        ``peak`` when ``peak`` is not given: that is what the command line's
+        ``--warmup`` means with ``--schedule onecycle``, kept for compatibility.
+    points : sequence of (fraction, factor)
+        The points of ``piecewise``.
+    peak : float, optional
+        Where ``onecycle`` peaks, a fraction of the run (default 0.3, or
+        ``warmup`` when that is nonzero); other schedules refuse it.
 
     Raises
     ------
@@ -104,10 +146,16 @@ def get_schedule(name: str | Callable | None, warmup: float = 0.0,
     checks.choice(name, tuple(SCHEDULES), "schedule")
     if not 0.0 <= warmup < 1.0:
         raise InputError(f"warm-up must be a fraction of the run in [0, 1), got {warmup!r}")
+    if peak is not None and name != "onecycle":
+        raise InputError(f"the {name} schedule has no peak (only onecycle has), got "
+                         f"peak={peak!r}")
     if name == "piecewise":
         if not points:
             raise InputError("the piecewise schedule needs points (fraction, factor)")
         return PiecewiseLinear(tuple((float(a), float(b)) for a, b in points))
     if name == "onecycle":
-        return OneCycle(peak=warmup or 0.3)
+        if peak is not None and warmup and peak != warmup:
+            raise InputError(f"onecycle schedule: warmup ({warmup!r}) is taken as the peak; "
+                             f"it disagrees with peak={peak!r}, give only one")
+        return OneCycle(peak=peak if peak is not None else (warmup or 0.3))
     return SCHEDULES[name](warmup=warmup)

@@ -131,7 +131,8 @@ def _add_train(sub: Any) -> None:
                           "one-cycle (up to the peak at --warmup, then down); none: "
                           f"--lr-decay per epoch ({_presets_help('schedule')})")
     opt.add_argument("--warmup", type=float, metavar="FRACTION",
-                     help=f"warm-up / peak as a fraction of the run ({_presets_help('warmup')})")
+                     help="a fraction of the run: the warm-up of constant and cosine, the peak of "
+                          f"onecycle (schedules.get_schedule) ({_presets_help('warmup')})")
     opt.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                      help="random crops (4 pixels of zero padding) and horizontal flips of "
                           f"every training batch ({_presets_help('augment')})")
