@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..backend import _ACTIVE_STREAM, Backend, _derive_seed, fresh_seed
+from ..errors import InputError
 
 __all__ = ["CounterStream"]
 
@@ -47,8 +48,8 @@ class CounterStream:
     """Random numbers from a keyed hash of a device-side counter.
 
     Same interface as :class:`xpnet.backend.RandomStream` (``integers``,
-    ``uniform``, ``normal``, ``state``, ``set_state``, ``active``), so the
-    Solver and the layers use either.
+    ``permutation``, ``uniform``, ``normal``, ``state``, ``set_state``,
+    ``reseed``, ``active``), so the Solver and the layers use either.
 
     Parameters
     ----------
@@ -56,6 +57,9 @@ class CounterStream:
     seed : int, optional
         Default: fresh entropy.
     """
+
+    #: what :meth:`state` records as ``kind``; checkpoints of another kind are refused
+    kind = "counter"
 
     def __init__(self, backend: Backend, seed: int | None = None) -> None:
         self.backend = backend
@@ -68,9 +72,14 @@ class CounterStream:
     # -- state ---------------------------------------------------------------
     def state(self) -> dict[str, int]:
         """``{'seed', 'counter'}`` (reading the counter waits for the device)."""
-        return {"seed": self.seed, "counter": int(self.counter), "kind": "counter"}
+        return {"seed": self.seed, "counter": int(self.counter), "kind": self.kind}
 
     def set_state(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state` (of a counter stream)."""
+        kind = state.get("kind", "generator")
+        if kind != self.kind:
+            raise InputError(f"a random-stream state of kind {kind!r} cannot restore a "
+                             f"{self.kind!r} stream")
         self.__init__(self.backend, int(state["seed"]))  # type: ignore[misc]
         self.counter += int(state["counter"])
 
@@ -89,6 +98,11 @@ class CounterStream:
     def integers(self, high: int, size: int) -> Array:
         """``size`` integers uniform in [0, high) (high < 2**31), int64."""
         return (self._bits(int(size)) * int(high)) >> 32
+
+    def permutation(self, n: int) -> Array:
+        """A random permutation of ``range(n)`` (int64): the order of ``n`` random keys."""
+        xp = self.backend.xp
+        return xp.astype(xp.argsort(self._bits(int(n)), stable=True), xp.int64)
 
     def uniform(self, shape: tuple[int, ...], dtype: Any = None) -> Array:
         """Samples of U[0, 1) of ``shape`` (24 random bits for float32, 53 for float64)."""
