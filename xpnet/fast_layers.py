@@ -12,10 +12,12 @@ batch or the image. The course's other names are here too:
                                                 in ``IM2COL_BUDGET_BYTES``)
 ``conv_forward_im2col`` / ``..._backward_im2col``  one column matrix, one product
 ``conv_forward_strides`` / ``..._backward_strides``  one product per filter tap
-``max_pool_forward_fast`` / ``..._backward_fast``  one strided slice per window offset
+``max_pool_forward_fast`` / ``..._backward_fast``  one strided slice per window offset,
+                                                   or the reshape below where it applies
 ``max_pool_forward_im2col`` / ``..._backward_im2col``  the same (an alias)
 ``max_pool_forward_reshape`` / ``..._backward_reshape``  square windows that tile the
-                                                   input (pool size = stride): a reshape
+                                                   input (pool size = stride): a reshape and
+                                                   maxima of strided views, no copies
 =============================================  =====================================
 
 Every backward function takes the cache of any of the forward functions. Max
@@ -115,7 +117,7 @@ def max_pool_backward_fast(dout: Array, cache: dict) -> Array:
     if not isinstance(cache, dict) or "arg" not in cache:
         raise InputError(f"{caller}: cache must come from max_pool_forward_fast (or "
                          "max_pool_forward_reshape / max_pool_forward_im2col)")
-    xp = namespace_of(dout, cache["arg"], caller=caller)
+    xp = namespace_of(dout, cache["x"] if cache.get("tile") else cache["arg"], caller=caller)
     return conv.pool_backward(xp, dout, cache, caller)
 
 
@@ -131,18 +133,11 @@ def max_pool_forward_reshape(x: Array, pool_param: dict) -> tuple[Array, dict]:
     caller = "max_pool_forward_reshape"
     xp = namespace_of(x, caller=caller)
     ph, pw, stride = conv.pool_params(pool_param, caller)
-    out_h, out_w = conv.pool_geometry(x, ph, pw, stride, caller)
+    conv.pool_geometry(x, ph, pw, stride, caller)
     if not ph == pw == stride:
         raise InputError(f"{caller}: needs pool_height == pool_width == stride, got "
                          f"{ph}, {pw}, {stride}; use max_pool_forward_fast")
-    n, c = x.shape[0], x.shape[1]
-    blocks = xp.reshape(x, (n, c, out_h, ph, out_w, pw))
-    blocks = xp.reshape(xp.permute_dims(blocks, (0, 1, 2, 4, 3, 5)), (n, c, out_h, out_w, -1))
-    out = xp.max(blocks, axis=4)
-    hit = (blocks == out[..., None]) | (xp.isnan(blocks) & xp.isnan(out[..., None]))
-    arg = xp.astype(xp.argmax(xp.astype(hit, xp.int8), axis=4), xp.int32)
-    return out, {"x_shape": tuple(x.shape), "arg": arg, "pool": (ph, pw, stride),
-                 "dtype": x.dtype}
+    return conv.pool_forward(xp, x, ph, pw, stride, caller)
 
 
 max_pool_backward_reshape = max_pool_backward_fast

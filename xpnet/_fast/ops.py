@@ -12,7 +12,8 @@ from collections.abc import Callable
 from . import reference
 from .registry import Operation
 
-__all__ = ["OPERATIONS", "adagrad_", "adam_", "add_window_", "max_pool_windows",
+__all__ = ["OPERATIONS", "adagrad_", "adam_", "add_window_", "max_pool_tiles_backward",
+           "max_pool_windows",
            "nesterov_momentum_", "normalize_backward", "relu_backward", "rmsprop_", "sgd_",
            "sgd_momentum_"]
 
@@ -99,8 +100,24 @@ max_pool_windows = Operation(reference.max_pool_windows, {
     "3x2_stride2": _pool_case((1, 3, 7, 6), 3, 2, 2),
 })
 
+def _tiles_case(shape, p):
+    def build(make):
+        x = make(shape, "in")
+        out = reference.max_pool_windows(x, p, p, p, shape[2] // p, shape[3] // p)[0]
+        return ((make(tuple(out.shape), "in"), x, out, p), {})
+
+    return build
+
+
+max_pool_tiles_backward = Operation(reference.max_pool_tiles_backward, {
+    "2x2": _tiles_case((2, 3, 4, 6), 2),
+    "3x3": _tiles_case((1, 2, 6, 9), 3),
+    "1x1": _tiles_case((2, 1, 3, 2), 1),
+})
+
 #: Every registered operation, by name.
 OPERATIONS: dict[str, Operation] = {
     op.name: op for op in (sgd_, sgd_momentum_, nesterov_momentum_, rmsprop_, adagrad_, adam_,
-                           relu_backward, normalize_backward, add_window_, max_pool_windows)
+                           relu_backward, normalize_backward, add_window_, max_pool_windows,
+                           max_pool_tiles_backward)
 }

@@ -172,3 +172,25 @@ def max_pool_windows(x: Array, pool_height: int, pool_width: int, stride: int,
         out = xp.where(take, v, out)
         arg = xp.where(take, xp.asarray(k, dtype=xp.int32, device=device(x)), arg)
     return out, arg
+
+
+def max_pool_tiles_backward(dout: Array, x: Array, out: Array, p: int) -> Array:
+    """Gradient of the max pooling of ``p x p`` tiles of ``x`` (stride ``p``): each
+    window's ``dout`` at its first maximum in row-major order, or at its first NaN
+    (``out`` is the forward pass's maximum, NaN where the window has one).
+
+    A candidate is ``v == out`` or ``v != v`` (a number ``out`` means no NaN in the
+    window); ``rest``, the gradient not yet routed, goes to the first candidate.
+    """
+    xp = namespace_of(dout, x, out, caller="max_pool_tiles_backward")
+    dx = xp.zeros_like(x, dtype=dout.dtype)
+    zero = xp.zeros((), dtype=dout.dtype, device=device(dout))
+    rest = dout
+    for k in range(p * p):
+        i, j = divmod(k, p)
+        v = x[:, :, i::p, j::p]
+        hit = (v == out) | (v != v)
+        dx[:, :, i::p, j::p] = xp.where(hit, rest, zero)
+        if k < p * p - 1:
+            rest = xp.where(hit, zero, rest)
+    return dx

@@ -18,7 +18,8 @@ every product is one large GEMM without transposes; the output is returned as
 a view of logical shape ``(N, F, H', W')``, so chains of layers copy nothing
 to change layout. Max pooling takes the maximum over one strided slice per
 window offset and routes the gradient to the first maximum of each window
-(the first NaN, if any), as ``argmax`` does.
+(the first NaN, if any), as ``argmax`` does; windows that tile the input
+(pool size == stride) take :mod:`xpnet._ops.pooling`'s reshape and maxima.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from array_api_compat import device
 
 from .._fast import ops
 from ..errors import InputError
+from . import pooling
 from .checks import ndim, nonnegative_int, positive_int, require_keys, shape_str
 
 Array = Any
@@ -234,6 +236,10 @@ def pool_forward(xp, x: Array, pool_height: int, pool_width: int, stride: int, c
                  ) -> tuple[Array, dict]:
     """Max over each window: ``(out, cache)``; the cache holds the argmax offsets."""
     out_h, out_w = pool_geometry(x, pool_height, pool_width, stride, caller)
+    if pooling.tiles(tuple(x.shape), pool_height, pool_width, stride):
+        out = pooling.tile_pool_forward(xp, x, stride)
+        return out, {"x_shape": tuple(x.shape), "x": x, "out": out, "tile": stride,
+                     "arg": None, "pool": (pool_height, pool_width, stride), "dtype": x.dtype}
     out, arg = ops.max_pool_windows(x, pool_height, pool_width, stride, out_h, out_w)
     cache = {"x_shape": tuple(x.shape), "arg": arg, "pool": (pool_height, pool_width, stride),
              "dtype": x.dtype}
@@ -242,6 +248,9 @@ def pool_forward(xp, x: Array, pool_height: int, pool_width: int, stride: int, c
 
 def pool_backward(xp, dout: Array, cache: dict, caller: str) -> Array:
     """Route each window's gradient to its first maximum (overlaps add up)."""
+    if cache.get("tile"):
+        check_dout(dout, tuple(cache["out"].shape), caller)
+        return pooling.tile_pool_backward(xp, dout, cache["x"], cache["out"], cache["tile"])
     arg = cache["arg"]
     check_dout(dout, tuple(arg.shape), caller)
     pool_height, pool_width, stride = cache["pool"]
