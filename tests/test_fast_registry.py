@@ -3,7 +3,8 @@
 One parametrized test walks the whole registry: each operation x each of its
 argument layouts (1-D, 2-D, 4-D, ...) x float32/float64 x an input family
 (normal values; inf/-inf/NaN; signed zeros; all zeros; ties; non-contiguous
-views; read-only arrays) x each installed library, plus the CuPy kernels' own
+views; read-only arrays; dense NaNs, so that windows hold several; ties mixed with
+NaNs; NaN mixed with inf and -inf) x each installed library, plus the CuPy kernels' own
 sources run on the host with NumPy ("cupy-host"). The fast call's results are
 compared with the reference's on an identical copy of the inputs, within the
 tolerance the fast path declares (exact means the same bits, signed zeros and
@@ -32,7 +33,7 @@ from xpnet.backend import backend_problem
 
 PACKAGE = Path(xpnet.__file__).parent
 FAMILIES = ("normal", "nonfinite", "signed_zeros", "zeros", "ties", "noncontiguous",
-            "readonly")
+            "readonly", "nans", "ties_nans", "nan_inf")
 DTYPES = ("float32", "float64")
 
 
@@ -66,7 +67,7 @@ def _cases():
 def _host_values(rng, shape, dtype, family, positive):
     if family == "zeros":
         values = np.zeros(shape)
-    elif family == "ties":
+    elif family in ("ties", "ties_nans"):
         values = rng.integers(-2, 3, size=shape).astype(np.float64)
     else:
         values = rng.standard_normal(shape)
@@ -80,6 +81,15 @@ def _host_values(rng, shape, dtype, family, positive):
     elif family == "signed_zeros":
         for k, special in zip((1, 4, 5), (-0.0, 0.0, -0.0), strict=True):
             flat[k % flat.size] = special
+    elif family in ("nans", "ties_nans"):
+        # dense enough that pooling windows hold several NaNs (the first of which
+        # is the reference's argument) and all-NaN windows occur
+        flat[rng.random(flat.size) < 0.4] = np.nan
+    elif family == "nan_inf":
+        u = rng.random(flat.size)
+        flat[u < 0.3] = np.nan
+        flat[(u >= 0.3) & (u < 0.55)] = np.inf
+        flat[(u >= 0.55) & (u < 0.65)] = -np.inf
     return values
 
 
@@ -196,6 +206,25 @@ def test_fast_path_matches_reference(name, case, dtype, family, library):
     for arr, host in made.inputs:  # inputs are never modified
         np.testing.assert_array_equal(xpnet.to_numpy(arr), host,
                                       err_msg=f"{name} modified an input")
+
+
+@pytest.mark.parametrize("library", [lib for lib in installed_libraries() if lib != "cupy-host"])
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "reference"])
+def test_max_pool_windows_hand_computed(library, fast):
+    """The argument of a window is its first NaN, else its first maximum (row-major
+    offsets): several NaNs, NaN beside inf, ties."""
+    nan, inf = np.nan, np.inf
+    host = np.array([[[[1.0, nan, inf, 3.0, 2.0, 5.0],
+                       [nan, 2.0, nan, inf, 5.0, 1.0]]]])
+    x = xpnet.get_backend(library).asarray(host)
+    op = OPERATIONS["max_pool_windows"]
+    if fast:
+        out, arg = op(x, 2, 2, 2, 1, 3)
+    else:
+        with fast_paths_disabled():
+            out, arg = op(x, 2, 2, 2, 1, 3)
+    np.testing.assert_array_equal(xpnet.to_numpy(out), [[[[nan, nan, 5.0]]]])
+    np.testing.assert_array_equal(xpnet.to_numpy(arg), [[[[1, 2, 1]]]])
 
 
 # ---------------------------------------------------------------------------

@@ -81,9 +81,22 @@ def supports_max_pool_windows(x, pool_height, pool_width, stride, out_h, out_w) 
 
 
 def max_pool_windows(x, pool_height, pool_width, stride, out_h, out_w):
-    """``max_pool2d`` with its indices, turned into offsets within each window."""
-    out, index = torch.nn.functional.max_pool2d(x, (pool_height, pool_width), stride,
-                                                return_indices=True)
+    """``max_pool2d`` with its indices, turned into offsets within each window.
+
+    ``max_pool2d`` takes the first of tied maxima, as the reference does, but the
+    LAST NaN of a window (CPU and CUDA kernels alike replace the running maximum at
+    every NaN); the reference takes the first. So windows whose maximum is NaN take
+    their index from a second ``max_pool2d`` over the NaN mask, whose first
+    maximum (1) is the first NaN. On the CPU that pass runs only when some window
+    is NaN (reading that is free there); on a device it always runs, since asking
+    would synchronize."""
+    kernel = (pool_height, pool_width)
+    out, index = torch.nn.functional.max_pool2d(x, kernel, stride, return_indices=True)
+    nan_out = torch.isnan(out)
+    if x.device.type != "cpu" or bool(nan_out.any()):
+        _, first_nan = torch.nn.functional.max_pool2d(torch.isnan(x).to(x.dtype), kernel,
+                                                      stride, return_indices=True)
+        index = torch.where(nan_out, first_nan, index)
     width = x.shape[3]
     rows = torch.arange(out_h, device=x.device).view(1, 1, -1, 1) * stride
     cols = torch.arange(out_w, device=x.device).view(1, 1, 1, -1) * stride
@@ -97,7 +110,8 @@ def fast_paths() -> list[FastPath]:
         FastPath("add_window_", "torch", add_window, supports_add_window, EXACT,
                  "add_ into the strided view, without writing it back"),
         FastPath("max_pool_windows", "torch", max_pool_windows, supports_max_pool_windows,
-                 EXACT, "max_pool2d with its indices"),
+                 EXACT, "max_pool2d with its indices (the first NaN of a NaN window from a "
+                 "second pass over the NaN mask)"),
         FastPath("adam_", "torch", adam_, supports_adam, rtol(2e-6, 1e-14, nonfinite="any"),
                  "torch._fused_adam_, the kernel of Adam(fused=True)"),
         FastPath("relu_backward", "torch", relu_backward, supports_relu_backward, EXACT,
