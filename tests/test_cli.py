@@ -3,9 +3,10 @@
 Training runs use scikit-learn's digits (a few hundred images) or a tiny
 synthetic CIFAR-10 folder; nothing here touches the internet. The backend is
 the suite's (``--backend`` / ``$XPNET_BACKEND``). Only the Ctrl-C test starts a
-subprocess: it interrupts itself with SIGINT at a fixed iteration
-(``XPNET_INTERRUPT_AFTER_ITERATIONS``), and the resumed run must end with the
-same weights, bit for bit, as an uninterrupted one.
+subprocess: ``tests/faults.py interrupt:6`` runs the command so that it sends
+itself a real SIGINT after iteration 6 (the package has no hook for it), and
+the resumed run must end with the same weights, bit for bit, as an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ import pytest
 import xpnet
 from xpnet import files as files_module
 from xpnet.app import cli, gradcheck
-from xpnet.app.train import INTERRUPT_ENV, resolve_options
+from xpnet.app.train import resolve_options
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("sklearn")
 
 ROOT = Path(__file__).resolve().parents[1]
+FAULTS = Path(__file__).resolve().parent / "faults.py"  # the command, with a fault injected
 # 240 training digits in batches of 60: 4 iterations per epoch.
 TINY = ["--dataset", "digits", "--num-train", "240", "--num-val", "60", "--num-test", "60",
         "--hidden", "24", "--batch-size", "60", "-q"]
@@ -187,9 +189,9 @@ def test_sigint_then_resume_gives_the_same_weights_bit_for_bit(backend_env, tmp_
     assert run_cli(capsys, "train", *options, "--run-dir", straight)[0] == 0
 
     broken = tmp_path / "broken"
-    env = {**os.environ, INTERRUPT_ENV: "6", "XPNET_BACKEND": backend_env}
-    proc = subprocess.run([sys.executable, "-m", "xpnet", "train", *map(str, options),
-                           "--run-dir", str(broken)], env=env, cwd=ROOT,
+    env = {**os.environ, "XPNET_BACKEND": backend_env}
+    proc = subprocess.run([sys.executable, str(FAULTS), "interrupt:6", "train",
+                           *map(str, options), "--run-dir", str(broken)], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 130, proc.stderr
     assert "Traceback" not in proc.stderr

@@ -8,9 +8,11 @@ pruner, a trial's parameters and accuracy depend only on the seed and its
 number, so sweeps on 2 workers, on Dask, or interrupted by a killed worker or
 driver must give each trial exactly the reference's parameters and value.
 
-Faults are injected at a precise point through ``XPNET_SWEEP_TEST_KILL``
-(``worker:K:E`` / ``driver:K:E``: SIGKILL after trial K's epoch-E checkpoint);
-drivers that are killed or interrupted run in subprocesses. The math
+Faults are injected at a precise point from outside the package: the driver
+runs as ``tests/faults.py kill-worker:K:E`` (or ``kill-driver:K:E``), which
+wraps the trials' training so that after trial K's epoch-E checkpoint its
+worker SIGKILLs itself (or the driver); such drivers, and interrupted ones,
+run in subprocesses. The math
 libraries run one thread per worker, so that sweeps with 1 and 2 workers
 compute alike.
 """
@@ -33,7 +35,6 @@ import xpnet.sweep
 from xpnet.app import cli
 from xpnet.app.sweep.executors import device_slots, parse_gpus
 from xpnet.app.sweep.space import Choices, FloatRange, IntRange, SearchSpace
-from xpnet.app.sweep.worker import KILL_ENV
 from xpnet.app.train import StopTraining, train
 from xpnet.errors import InputError, SweepError
 
@@ -41,6 +42,7 @@ pytest.importorskip("matplotlib")
 pytest.importorskip("sklearn")
 
 ROOT = Path(__file__).resolve().parents[1]
+FAULTS = Path(__file__).resolve().parent / "faults.py"  # the command, with a fault injected
 # 240 training digits in batches of 60: 4 iterations per epoch.
 DATA = ["--dataset", "digits", "--num-train", "240", "--num-val", "60", "--num-test", "60",
         "--batch-size", "60", "-q"]
@@ -224,12 +226,14 @@ def test_a_trial_is_an_ordinary_run_folder(reference, tmp_path, capsys):
 # Faults
 
 
-def test_killed_worker_trial_resumes_from_its_checkpoint(reference, backend, tmp_path,
-                                                          capsys, monkeypatch):
-    monkeypatch.setenv(KILL_ENV, "worker:1:1")  # SIGKILL after trial 1's first epoch
+def test_killed_worker_trial_resumes_from_its_checkpoint(reference, backend, tmp_path):
     folder = tmp_path / "sweep"
-    code, out, err = run_cli(capsys, *sweep_args(folder, backend.name, workers=2))
-    assert code == 0, err
+    driver = subprocess.run([sys.executable, str(FAULTS), "kill-worker:1:1",  # after epoch 1
+                             *sweep_args(folder, backend.name, workers=2)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out, err = driver.stdout, driver.stderr
+    assert driver.returncode == 0, err
+    assert "Traceback" not in err
     assert "trial 1: its worker died" in out
     trials = trials_of(folder)
     assert sorted(trials) == [0, 1, 2, 3] and trial_folders(folder) == [
@@ -248,9 +252,9 @@ def test_killed_driver_then_resume_finishes_exactly_n_trials(optuna, reference, 
     if not Path("/proc/self/environ").is_file():
         pytest.skip("the check for orphaned workers reads /proc (Linux)")
     folder, marker = tmp_path / "sweep", uuid.uuid4().hex
-    env = {**os.environ, KILL_ENV: "driver:2:2", "XPNET_TEST_MARK": marker}
+    env = {**os.environ, "XPNET_TEST_MARK": marker}
     with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
-        driver = subprocess.run([sys.executable, "-m", "xpnet",
+        driver = subprocess.run([sys.executable, str(FAULTS), "kill-driver:2:2",
                                  *sweep_args(folder, backend.name, workers=2)],
                                 env=env, cwd=ROOT, stdout=out, stderr=err, timeout=120)
     assert driver.returncode == -signal.SIGKILL, (tmp_path / "err.txt").read_text()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import secrets
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -38,7 +37,6 @@ from .presets import TRAINING_OPTIONS, preset_options
 from .runs import CURVES, RESULT, WEIGHTS, RunFolder
 
 __all__ = [
-    "INTERRUPT_ENV",
     "RESUMABLE_OPTIONS",
     "StopTraining",
     "TrainResult",
@@ -47,8 +45,6 @@ __all__ = [
     "validate_options",
 ]
 
-#: Undocumented, for tests: send SIGINT to this process after this many iterations.
-INTERRUPT_ENV = "XPNET_INTERRUPT_AFTER_ITERATIONS"
 #: Options a resumed run may change; every other one must match the saved run.
 RESUMABLE_OPTIONS = ("epochs", "backend", "data_dir", "download", "quiet")
 #: Options that are not part of the saved configuration of a run.
@@ -248,7 +244,7 @@ class _Monitor:
     """The Solver callback: progress bar, epoch lines, best model, history, pruning."""
 
     def __init__(self, run: RunFolder, model: Any, history: dict[str, Any], show_bar: bool,
-                 out: TextIO, err: TextIO, interrupt_after: int | None,
+                 out: TextIO, err: TextIO,
                  on_epoch: Callable[[int, float], None] | None = None) -> None:
         self.run = run
         self.on_epoch = on_epoch
@@ -257,7 +253,6 @@ class _Monitor:
         self.history = history
         self.show_bar = show_bar
         self.out = out
-        self.interrupt_after = interrupt_after
         self.bar: Any = None
         self.best_seen: Any = None
         self.t_last = time.perf_counter()
@@ -286,8 +281,6 @@ class _Monitor:
             self.bar.update(1)
         if solver.iteration % ipe == 0:
             self._end_epoch(solver)
-        if self.interrupt_after is not None and solver.iteration == self.interrupt_after:
-            os.kill(os.getpid(), signal.SIGINT)
 
     def _save_best(self, solver: Solver) -> None:
         self.best_seen = solver.best_params
@@ -350,11 +343,6 @@ def _history(solver: Solver, extra: dict[str, Any], status: str) -> dict[str, An
 
 # ---------------------------------------------------------------------------
 # The command
-
-
-def _interrupt_after() -> int | None:
-    value = os.environ.get(INTERRUPT_ENV, "")
-    return int(value) if value.strip().isdigit() else None
 
 
 def _load_data(options: dict[str, Any], saved_source: dict[str, Any] | None,
@@ -459,7 +447,7 @@ def _train_in(run: RunFolder, options: dict[str, Any], dataset: datasets.Dataset
     model_meta = checkpoint.model_meta(model)
     history: dict[str, Any] = {"train_seconds": 0.0, "timed_iterations": 0, "model": model_meta,
                                "input_shape": list(dataset.image_shape)}
-    monitor = _Monitor(run, model, history, show_bar, out, err, _interrupt_after(), on_epoch)
+    monitor = _Monitor(run, model, history, show_bar, out, err, on_epoch)
     solver = Solver(model, {k: data[k] for k in ("X_train", "y_train", "X_val", "y_val")},
                     update_rule=options["update_rule"], optim_config=optim_config(options),
                     lr_decay=float(options["lr_decay"]), batch_size=options["batch_size"],

@@ -23,7 +23,6 @@ errors, the worker and device). Faults:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
 from dataclasses import dataclass, field, replace
@@ -282,7 +281,7 @@ class Driver:
             return None
         options = {k: v for k, v in options.items() if k not in ("run_dir", "resume", "quiet")}
         return TrialTask(number, trial._trial_id, str(run), options, str(self.folder.path),
-                         self.session, os.getpid(), self.spec["study_name"],
+                         self.session, self.spec["study_name"],
                          self.spec["storage"], self.pruner, attempt)
 
     def _ask(self) -> TrialTask | None:

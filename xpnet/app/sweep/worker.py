@@ -38,17 +38,12 @@ from ..train import StopTraining
 from .folder import DRIVER, JOURNAL
 
 __all__ = [
-    "KILL_ENV",
     "TrialOutcome",
     "TrialTask",
     "init_local_worker",
     "run_trial",
 ]
 
-#: Undocumented, for tests: ``worker:K:E`` makes the worker of trial K SIGKILL itself
-#: after the checkpoint of epoch E; ``driver:K:E`` makes it SIGKILL the driver there.
-#: Only a trial's first run fires it (not one continued from a checkpoint).
-KILL_ENV = "XPNET_SWEEP_TEST_KILL"
 #: Seconds between a local worker's checks that its driver is alive.
 WATCH_INTERVAL = 0.25
 
@@ -72,8 +67,6 @@ class TrialTask:
     session : str
         The driver's session (``driver.json``); a worker whose driver was
         replaced stops at its next epoch.
-    driver_pid : int
-        The driver's process id.
     study_name, storage, pruner
         The study to report to and the pruner to ask, when pruning (storage
         None: the journal file in the sweep folder).
@@ -87,7 +80,6 @@ class TrialTask:
     options: dict[str, Any]
     sweep_dir: str
     session: str
-    driver_pid: int
     study_name: str | None = None
     storage: str | None = None
     pruner: Any = None
@@ -166,28 +158,17 @@ def _read_json(path: Path) -> dict[str, Any]:
     return obj if isinstance(obj, dict) else {}
 
 
-def _kill_hook(number: int) -> tuple[str, int] | None:
-    parts = os.environ.get(KILL_ENV, "").split(":")
-    if len(parts) == 3 and parts[0] in ("worker", "driver") and parts[1].isdigit() \
-            and parts[2].isdigit() and int(parts[1]) == number:
-        return parts[0], int(parts[2])
-    return None
-
-
 class _EpochReporter:
-    """The ``on_epoch`` hook of a trial's training: test hooks, lease, pruning."""
+    """The ``on_epoch`` hook of a trial's training: the driver's lease, then pruning."""
 
-    def __init__(self, task: TrialTask, fresh: bool) -> None:
+    def __init__(self, task: TrialTask) -> None:
         self.task = task
-        self.kill = _kill_hook(task.number) if fresh else None
         self.epoch = 0
         self.value: float | None = None
         self._trial: Any = None
 
     def __call__(self, epoch: int, val_acc: float) -> None:
         self.epoch, self.value = epoch, float(val_acc)
-        if self.kill is not None and epoch == self.kill[1]:
-            self._fire(self.kill[0])
         holder = _read_json(Path(self.task.sweep_dir) / DRIVER).get("session")
         if holder is not None and holder != self.task.session:
             raise _Superseded(f"trial {self.task.number}: a newer driver owns the sweep")
@@ -216,13 +197,6 @@ class _EpochReporter:
                                       sampler=optuna.samplers.RandomSampler())
             self._trial = optuna.trial.Trial(study, self.task.trial_id)
         return self._trial
-
-    def _fire(self, target: str) -> None:
-        if target == "worker":
-            os.kill(os.getpid(), signal.SIGKILL)
-        else:
-            os.kill(self.task.driver_pid, signal.SIGKILL)
-            time.sleep(30)  # the watchdog ends this process once it sees the driver gone
 
 
 def _finished(run: Path, number: int, base: dict[str, Any]) -> TrialOutcome | None:
@@ -289,7 +263,7 @@ def run_trial(task: TrialTask) -> TrialOutcome:
             return done
         for stray in run.glob(".*.tmp"):  # half-written files of a killed attempt
             stray.unlink(missing_ok=True)
-    reporter = _EpochReporter(task, fresh)
+    reporter = _EpochReporter(task)
     resumed_from = None
     explicit = {**task.options, "run_dir": str(run), "quiet": True}
     sink = io.StringIO()
