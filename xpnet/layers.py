@@ -15,7 +15,7 @@ from array_api_compat import device
 
 from ._fast import ops
 from ._ops import checks, conv, normalization
-from .backend import backend_of, namespace_of
+from .backend import active_stream, backend_of, namespace_of
 from .errors import InputError
 
 __all__ = [
@@ -308,8 +308,12 @@ def dropout_forward(x: Array, dropout_param: dict) -> tuple[Array, tuple]:
     mask = None
     out = x
     if mode == "train" and p < 1:
-        backend = backend_of(x)
-        u = backend.random_uniform(x.shape, dtype=x.dtype, seed=dropout_param.get("seed"))
+        seed = dropout_param.get("seed")
+        stream = active_stream() if seed is None else None
+        if stream is not None and stream.backend.owns(x):  # the Solver's stream
+            u = stream.uniform(x.shape, dtype=x.dtype)
+        else:  # a seeded mask, or the default stream of the array's backend
+            u = backend_of(x).random_uniform(x.shape, dtype=x.dtype, seed=seed)
         mask = xp.astype(u < p, x.dtype) / p
         out = x * mask
     return out, (dropout_param, mask)
