@@ -77,3 +77,51 @@ def test_solvers_in_one_thread_have_their_own_streams(backend):
     assert a2.loss_history == a1.loss_history
     backend.random_uniform((5,))  # the backend's default stream moves; the Solvers' do not
     assert a2.random.state() == a1.random.state()
+
+
+def test_a_growing_thread_pool_is_never_shut_down_under_a_submitting_thread(monkeypatch):
+    """Two trainings split their Adam steps between the NumPy fast paths' threads.
+    One got the shared pool and is about to submit to it when the other, with a
+    larger parameter, needs more threads: the pool must not be shut down under the
+    first (it was: "cannot schedule new futures after shutdown")."""
+    from xpnet._fast import numpy_paths
+
+    workers = numpy_paths._Workers()
+    workers.parallel_min = 2  # n elements are split between min(threads, n) threads
+    workers.threads = 2
+    first_submitting, second_done = threading.Event(), threading.Event()
+
+    class PausingPool(numpy_paths.ThreadPoolExecutor):
+        """Holds the first thread's first submit until the second thread is done."""
+
+        def submit(self, fn, /, *args, **kwargs):
+            if threading.current_thread().name == "first" and not first_submitting.is_set():
+                first_submitting.set()
+                assert second_done.wait(30), "the second split never finished"
+            return super().submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(numpy_paths, "ThreadPoolExecutor", PausingPool)
+    covered = {"first": np.zeros(8), "second": np.zeros(8)}
+    errors = []
+
+    def split(name):
+        def body(start, stop):
+            covered[name][start:stop] += 1
+
+        try:
+            workers.run_split(8, body)
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    first = threading.Thread(target=split, args=("first",), name="first")
+    first.start()
+    assert first_submitting.wait(30)  # the first holds its pool of one helper
+    workers.threads = 4  # the second splits between 4 threads: a larger pool
+    split("second")
+    second_done.set()
+    first.join(30)
+    assert not first.is_alive()
+    assert not errors, errors
+    np.testing.assert_array_equal(covered["first"], np.ones(8))  # every chunk ran once
+    np.testing.assert_array_equal(covered["second"], np.ones(8))
+    workers._pool.shutdown()

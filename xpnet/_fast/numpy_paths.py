@@ -71,19 +71,28 @@ class _Workers:
             buf = buffers[dtype] = np.empty(n, dtype=dtype)
         return buf
 
+    def _executor(self, helpers: int) -> ThreadPoolExecutor:
+        """A pool of at least ``helpers`` threads (``threads - 1`` at first: a
+        ThreadPoolExecutor starts its threads only when work needs them).
+
+        A pool that proves too small is replaced, never shut down: another thread
+        may hold it and be about to submit to it (shutting it down made that
+        submit raise). The old pool's idle threads end once its last holder drops
+        it."""
+        with self._lock:
+            if self._pool is None or self._size < helpers:
+                size = max(int(self.threads) - 1, helpers)
+                self._pool = ThreadPoolExecutor(size, thread_name_prefix="xpnet")
+                self._size = size
+            return self._pool
+
     def run_split(self, n: int, body) -> None:
         """``body(start, stop)`` over [0, n), split between threads when large."""
         workers = max(1, min(int(self.threads), n // max(self.parallel_min // 2, 1)))
         if workers == 1:
             body(0, n)
             return
-        with self._lock:
-            if self._pool is None or self._size < workers - 1:
-                if self._pool is not None:
-                    self._pool.shutdown(wait=False)
-                self._pool = ThreadPoolExecutor(workers - 1, thread_name_prefix="xpnet")
-                self._size = workers - 1
-            pool = self._pool
+        pool = self._executor(workers - 1)
         bounds = [n * i // workers for i in range(workers + 1)]
         futures = [pool.submit(body, bounds[i], bounds[i + 1]) for i in range(1, workers)]
         body(bounds[0], bounds[1])
