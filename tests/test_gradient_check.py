@@ -69,6 +69,23 @@ def test_eval_numerical_gradient_of_one_entry(dev, check):
     assert_restored(x, X0)
 
 
+@pytest.mark.parametrize("check", ["gradient", "array", "sparse"])
+def test_x_is_restored_when_f_raises(check, dev):
+    x = dev(X0.copy(), F64)
+
+    def f(z):
+        raise ValueError("f failed")
+
+    with pytest.raises(ValueError, match="f failed"):
+        if check == "gradient":
+            eval_numerical_gradient(f, x, verbose=False)
+        elif check == "array":
+            eval_numerical_gradient_array(f, x, dev(np.ones((2, 3)), F64))
+        else:
+            grad_check_sparse(f, x, dev(np.ones((2, 3)), F64), verbose=False)
+    assert_restored(x, X0)
+
+
 @pytest.mark.parametrize("wrong", [False, True])
 def test_grad_check_sparse_of_one_entry(wrong, dev):
     onehot = np.zeros((2, 3))

@@ -75,3 +75,26 @@ def test_the_backend_list_drives_the_requirement_files():
     listed = {f for files, _, _ in BACKENDS.values() for f in files}
     assert {p.name for p in folder.glob("*.txt")} == listed
     assert set(BACKENDS) == set(BACKEND_NAMES)
+
+
+def test_check_layer_backward_reports_the_errors_it_measures(backend):
+    # y = x * x: sum(y * dout) has the gradient 2 x dout, which central differences of a
+    # quadratic give exactly (up to rounding). A backward off by a factor (1 + eps) has the
+    # relative error eps / (2 + eps) in every entry, and along any direction as well.
+    eps = 1e-3
+    x = backend.asarray(np.linspace(-1.0, 1.0, 6).reshape(2, 3) + 0.05)
+    dout = backend.asarray(np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]]))
+
+    def square(z):
+        return z * z, z
+
+    def scaled_backward(d, cache):
+        return 2 * cache * d * (1 + eps)
+
+    report = check_layer_backward(square, scaled_backward, [x], dout, raise_error=False)
+    expected = eps / (2 + eps)
+    assert report.errors == {"x0": pytest.approx(expected, rel=1e-5)}
+    assert report.directional == pytest.approx(expected, rel=1e-4)
+    assert not report.passed and "directional derivative" in report.failures[-1]
+    exact = check_layer_backward(square, lambda d, cache: 2 * cache * d, [x], dout)
+    assert exact.worst < 1e-9 and exact.directional < 1e-9

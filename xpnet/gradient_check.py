@@ -4,6 +4,10 @@ The per-element functions follow CS231n: they perturb ``x`` in place, evaluate
 ``f`` and restore ``x``. Use float64 inputs: with float32, rounding swamps the
 difference quotient. :func:`directional_gradient_check` needs only two forward
 passes for any number of parameters, which makes float64 checks cheap on a GPU.
+
+This module is the one place of the central difference (``_central_difference``),
+the relative error of two numbers (``_relative_error``) and the directional
+check; :func:`xpnet.testing.check_layer_backward` builds on them.
 """
 
 from __future__ import annotations
@@ -31,15 +35,27 @@ def _indices(shape: tuple[int, ...]):
     return itertools.product(*(range(int(s)) for s in shape))
 
 
-def _central_difference(f: Callable, x: Array, ix: tuple, h: float):
-    """``(f(x + h e_ix), f(x - h e_ix))`` as floats, with ``x`` restored afterwards."""
+def _central_difference(f: Callable, x: Array, ix: tuple, h: float,
+                        read: Callable[[Any], Any] = float) -> tuple[Any, Any]:
+    """``(read(f(x + h e_ix)), read(f(x - h e_ix)))``, with ``x`` restored afterwards.
+
+    ``read`` takes each value at once (``float``, or a copy of an array), since
+    ``f`` may return ``x`` itself or a view of it.
+    """
     old = float(x[ix])
-    x[ix] = old + h
-    pos = float(f(x))  # read now: f may return a 0-D view of x
-    x[ix] = old - h
-    neg = float(f(x))
-    x[ix] = old
+    try:
+        x[ix] = old + h
+        pos = read(f(x))
+        x[ix] = old - h
+        neg = read(f(x))
+    finally:
+        x[ix] = old
     return pos, neg
+
+
+def _relative_error(a: float, b: float) -> float:
+    """``|a - b| / max(|a| + |b|, 1e-12)``: the relative error of two numbers."""
+    return abs(a - b) / max(abs(a) + abs(b), 1e-12)
 
 
 def eval_numerical_gradient(
@@ -80,12 +96,7 @@ def eval_numerical_gradient_array(
     xp = namespace_of(x, df, caller="eval_numerical_gradient_array")
     grad = xp.zeros_like(x)
     for ix in _indices(x.shape):
-        old = float(x[ix])
-        x[ix] = old + h
-        pos = xp.asarray(f(x), copy=True)
-        x[ix] = old - h
-        neg = xp.asarray(f(x), copy=True)  # f may return x itself or a view of it
-        x[ix] = old
+        pos, neg = _central_difference(f, x, ix, h, read=lambda v: xp.asarray(v, copy=True))
         grad[ix] = float(xp.sum((pos - neg) * df)) / (2 * h)
     return grad
 
@@ -106,7 +117,7 @@ def grad_check_sparse(
         pos, neg = _central_difference(f, x, ix, h)
         numerical = (float(pos) - float(neg)) / (2 * h)
         analytic = float(analytic_grad[ix])
-        error = abs(numerical - analytic) / max(abs(numerical) + abs(analytic), 1e-12)
+        error = _relative_error(numerical, analytic)
         worst = max(worst, error)
         if verbose:
             print(f"numerical: {numerical:f} analytic: {analytic:f}, relative error: {error:e}")
@@ -165,8 +176,7 @@ def directional_gradient_check(
         for n in names:
             params[n][...] = originals[n]
     numerical = (pos - neg) / (2 * h)
-    error = abs(numerical - analytic) / max(abs(numerical) + abs(analytic), 1e-12)
-    return numerical, analytic, error
+    return numerical, analytic, _relative_error(numerical, analytic)
 
 
 def rel_error(x: Any, y: Any) -> float:

@@ -7,12 +7,12 @@
 :func:`check_layer_backward`
     Checks a layer written in the ``(out, cache)`` style: its backward pass
     against float64 central differences, element by element and along one
-    random direction, printing the worst entries when it fails.
+    random direction (with :mod:`xpnet.gradient_check`'s functions), printing
+    the worst entries when it fails.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +22,7 @@ import numpy as np
 
 from .backend import backend_of, dtype_name, library_of, namespace_of, to_numpy
 from .errors import InputTypeError
+from .gradient_check import directional_gradient_check, eval_numerical_gradient_array
 
 __all__ = ["BackwardCheck", "assert_close", "check_layer_backward", "default_rtol"]
 
@@ -152,6 +153,11 @@ def check_layer_backward(
 ) -> BackwardCheck:
     """Check a ``(out, cache)`` layer's backward pass against float64 differences.
 
+    The numerical gradients are :func:`xpnet.gradient_check.eval_numerical_gradient_array`
+    of ``forward`` with ``dout``, and the directional check is
+    :func:`xpnet.gradient_check.directional_gradient_check` over all ``wrt``
+    inputs together: the course's functions, not a copy of them.
+
     Parameters
     ----------
     forward : callable
@@ -194,11 +200,34 @@ def check_layer_backward(
         When a checked input is not float64 (float32 differences are noise).
     """
     inputs = list(inputs)
+    backend, wrt, names = _checked_inputs(inputs, wrt, names)
+    out, cache = forward(*inputs)
+    if dout is None:
+        dout = backend.random_normal(tuple(out.shape), dtype="float64", seed=(seed, 1))
+    grads = _gradients(backward(dout, cache), len(wrt))
+    numerical = [to_numpy(eval_numerical_gradient_array(lambda _: forward(*inputs)[0],
+                                                        inputs[i], dout, h))
+                 for i in wrt]
+    analytic = [to_numpy(g).astype(np.float64) for g in grads]
+    errors, failures = _compare(names, analytic, numerical, rtol)
+    directional = math.inf
+    if all(a.shape == n.shape for a, n in zip(analytic, numerical, strict=True)):
+        directional = _directional(forward, inputs, dout, wrt, names, grads, h, seed)
+    if not directional <= rtol:
+        failures.append(f"  directional derivative: relative error {directional:.2e}")
+    if failures and raise_error:
+        raise AssertionError("backward pass disagrees with float64 central differences "
+                             f"(rtol {rtol:g}):\n" + "\n".join(failures))
+    return BackwardCheck(errors, directional, rtol, failures)
+
+
+def _checked_inputs(inputs: list[Any], wrt: Sequence[int] | None,
+                    names: Sequence[str] | None) -> tuple[Any, list[int], list[str]]:
+    """The inputs' backend, the checked positions and their names, after the checks."""
     arrays = [i for i, v in enumerate(inputs) if _is_array(v)]
     if not arrays:
         raise InputTypeError("check_layer_backward: inputs hold no array")
     xp = namespace_of(*(inputs[i] for i in arrays), caller="check_layer_backward")
-    backend = backend_of(inputs[arrays[0]])
     if wrt is None:
         wrt = [i for i in arrays if xp.isdtype(inputs[i].dtype, "real floating")]
     wrt = list(wrt)
@@ -206,36 +235,23 @@ def check_layer_backward(
     for i, name in zip(wrt, names, strict=True):
         if dtype_name(inputs[i].dtype) != "float64":
             raise InputTypeError(f"check_layer_backward: {name} is {dtype_name(inputs[i].dtype)}; "
-                            "gradient checks need float64 inputs")
+                                 "gradient checks need float64 inputs")
+    return backend_of(inputs[arrays[0]]), wrt, names
 
-    out, cache = forward(*inputs)
-    if dout is None:
-        dout = backend.random_normal(tuple(out.shape), dtype="float64", seed=(seed, 1))
-    grads = backward(dout, cache)
-    if len(wrt) == 1 and _is_array(grads):
+
+def _gradients(grads: Any, count: int) -> list[Array]:
+    """``backward``'s result as a list of ``count`` gradients."""
+    if count == 1 and _is_array(grads):
         grads = (grads,)
     grads = list(grads)
-    if len(grads) < len(wrt):
-        raise AssertionError(f"backward returned {len(grads)} gradients for {len(wrt)} inputs")
+    if len(grads) < count:
+        raise AssertionError(f"backward returned {len(grads)} gradients for {count} inputs")
+    return grads[:count]
 
-    def objective() -> float:
-        return float(xp.sum(forward(*inputs)[0] * dout))
 
-    numerical = []
-    for i in wrt:
-        x = inputs[i]
-        g = np.zeros(tuple(x.shape))
-        for ix in itertools.product(*(range(int(s)) for s in x.shape)):
-            old = float(x[ix])
-            x[ix] = old + h
-            pos = objective()
-            x[ix] = old - h
-            neg = objective()
-            x[ix] = old
-            g[ix] = (pos - neg) / (2 * h)
-        numerical.append(g)
-
-    analytic = [to_numpy(g).astype(np.float64) for g in grads[:len(wrt)]]
+def _compare(names: list[str], analytic: list[np.ndarray], numerical: list[np.ndarray],
+             rtol: float) -> tuple[dict[str, float], list[str]]:
+    """The largest relative error per input, and the worst entries of those that fail."""
     scale = max((float(np.max(np.abs(n), initial=0.0)) for n in numerical), default=0.0)
     floor = max(1e-4 * scale, 1e-12)
     errors: dict[str, float] = {}
@@ -250,35 +266,17 @@ def check_layer_backward(
         errors[name] = worst
         if not worst <= rtol:
             failures.append(_worst_entries(name, a, n, err))
-
-    directional = _directional(xp, backend, inputs, wrt, analytic, objective, h, seed)
-    if not directional <= rtol:
-        failures.append(f"  directional derivative: relative error {directional:.2e}")
-    if failures and raise_error:
-        raise AssertionError("backward pass disagrees with float64 central differences "
-                             f"(rtol {rtol:g}):\n" + "\n".join(failures))
-    return BackwardCheck(errors, directional, rtol, failures)
+    return errors, failures
 
 
-def _directional(xp, backend, inputs, wrt, analytic, objective, h, seed) -> float:
-    """Relative error of ``<grad, u>`` against ``(f(x + h u) - f(x - h u)) / 2h``."""
-    directions = [to_numpy(backend.random_normal(tuple(inputs[i].shape), dtype="float64",
-                                                 seed=(seed, 2, k)))
-                  for k, i in enumerate(wrt)]
-    norm = math.sqrt(sum(float(np.sum(u * u)) for u in directions)) or 1.0
-    expected = sum(float(np.sum(a * u)) for a, u in zip(analytic, directions, strict=True))
-    expected /= norm
-    originals = [xp.asarray(inputs[i], copy=True) for i in wrt]
-    device_u = [backend.asarray(u / norm) for u in directions]
-    try:
-        for i, x0, u in zip(wrt, originals, device_u, strict=True):
-            inputs[i][...] = x0 + h * u
-        pos = objective()
-        for i, x0, u in zip(wrt, originals, device_u, strict=True):
-            inputs[i][...] = x0 - h * u
-        neg = objective()
-    finally:
-        for i, x0 in zip(wrt, originals, strict=True):
-            inputs[i][...] = x0
-    numerical = (pos - neg) / (2 * h)
-    return abs(numerical - expected) / max(abs(numerical) + abs(expected), 1e-12)
+def _directional(forward: Callable[..., Any], inputs: list[Any], dout: Array, wrt: list[int],
+                 names: list[str], grads: list[Array], h: float, seed: int) -> float:
+    """The relative error of ``<grad, u>`` along one random direction of all inputs."""
+    xp = namespace_of(dout)
+
+    def objective() -> float:
+        return float(xp.sum(forward(*inputs)[0] * dout))
+
+    params = {name: inputs[i] for name, i in zip(names, wrt, strict=True)}
+    analytic = {name: xp.astype(g, xp.float64) for name, g in zip(names, grads, strict=True)}
+    return directional_gradient_check(objective, params, analytic, h=h, seed=seed)[2]
