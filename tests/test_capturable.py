@@ -126,7 +126,7 @@ def test_capturable_resume_is_bit_exact(backend, tmp_path):
 
 def test_steps_without_flushes_lose_no_loss(backend):
     solver = make(backend, "sgd", {"learning_rate": 0.05}, capturable=True)
-    steps = 3 * solver._loss_buffer.capacity + 2
+    steps = 3 * solver.losses.buffer.capacity + 2
     for _ in range(steps):
         solver._step()
     assert len(solver.loss_history) == steps

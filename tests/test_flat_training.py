@@ -50,7 +50,7 @@ def test_flat_buffers_give_the_same_trajectory(backend, monkeypatch, rule, dtype
     packed = train(backend, rule, dtype, True, monkeypatch)
     one_by_one = train(backend, rule, dtype, False, monkeypatch)
     if backend.name in flat_module.VIEW_LIBRARIES:
-        assert packed._flat is not None and one_by_one._flat is None
+        assert packed.updater.flat is not None and one_by_one.updater.flat is None
     np.testing.assert_allclose(packed.loss_history, one_by_one.loss_history,
                                rtol=TOLERANCE[dtype])
     for name, value in packed.model.params.items():
@@ -71,7 +71,7 @@ def test_params_are_views_of_one_buffer(backend, monkeypatch):
                     "parameter by parameter there")
     solver = train(backend, "adam", "float32", True, monkeypatch, epochs=1)
     solver._step()  # train() ends by restoring the best parameters; a step packs again
-    flat = solver._flat
+    flat = solver.updater.flat
     assert flat is not None and len(flat.groups) == 1
     group = flat.groups[0]
     assert group.w.shape == (sum(int(np.prod(s)) for s in group.shapes),)

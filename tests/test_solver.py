@@ -181,6 +181,6 @@ def test_checkpoint_for_another_architecture_is_refused(backend, tmp_path):
     model, solver = run(backend, data, tmp_path, num_epochs=1)
     solver.train()
     other = FullyConnectedNet([32], input_dim=12, num_classes=4, seed=0, backend=backend)
-    solver2 = Solver(other, data, verbose=False)
+    solver2 = Solver(other, data, update_rule="adam", verbose=False)
     with pytest.raises(ValueError, match="same architecture"):
         solver2.load_checkpoint(str(tmp_path / "ck_epoch_1.npz"))
