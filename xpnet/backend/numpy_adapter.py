@@ -9,7 +9,7 @@ import array_api_compat
 import numpy as np
 
 from ..errors import BackendError
-from .base import Backend, draw_numpy_like
+from .base import Backend, draw_numpy_like, library_of
 
 __all__ = ["NumpyBackend", "host_device"]
 
@@ -39,7 +39,7 @@ class NumpyBackend(Backend):
         return "cpu"
 
     def owns(self, x: Any) -> bool:
-        return isinstance(x, np.ndarray)
+        return library_of(x) == "numpy"  # arrays and NumPy scalars (0-D results)
 
     def make_generator(self, seed: int) -> np.random.Generator:
         return np.random.Generator(np.random.PCG64(seed))
