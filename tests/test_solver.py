@@ -55,12 +55,52 @@ def test_histories_best_params_and_decay(backend):
     assert all(isinstance(v, float) for v in solver.loss_history)
     assert len(solver.train_acc_history) == len(solver.val_acc_history) == 4  # start + 3 epochs
     assert solver.best_val_acc == max(solver.val_acc_history)
-    for name, value in model.params.items():
-        np.testing.assert_array_equal(xpnet.to_numpy(value),
-                                      xpnet.to_numpy(solver.best_params[name]))
     for config in solver.optim_configs.values():
         assert config["learning_rate"] == pytest.approx(0.05 * 0.5**3)
     assert backend.owns(solver.X_train) and backend.owns(solver.y_val)
+
+
+def bn_net_accuracy(params, buffers, X, y, eps=1e-5):
+    """Validation accuracy of a one-hidden-layer batchnorm net in test mode, in NumPy:
+    affine, batchnorm with the running statistics, ReLU, affine."""
+    h = X.astype(np.float64) @ params["W1"] + params["b1"]
+    h = params["gamma1"] * (h - buffers["running_mean1"]) / np.sqrt(
+        buffers["running_var1"] + eps) + params["beta1"]
+    scores = np.maximum(h, 0) @ params["W2"] + params["b2"]
+    return float(np.mean(np.argmax(scores, axis=1) == y))
+
+
+def test_train_ends_with_the_best_epochs_params_and_buffers(backend):
+    data = small_data()
+    model = FullyConnectedNet([16], input_dim=12, num_classes=4, normalization="batchnorm",
+                              seed=1, backend=backend)
+    garbage = np.random.default_rng(5)
+    epochs = {}  # the state seen at every accuracy check
+
+    def spoil_the_last_epoch(s, event):
+        if event == "epoch":
+            epochs[len(s.val_acc_history) - 1] = (params_of(model), buffers_of(model))
+        elif s.epoch == s.num_epochs - 1:  # every step of the last epoch starts from noise
+            for name, value in model.params.items():
+                noise = 10 * garbage.standard_normal(tuple(value.shape))
+                model.params[name] = backend.asarray(noise.astype(np.float32))
+
+    solver = Solver(model, data, update_rule="sgd_momentum",
+                    optim_config={"learning_rate": 0.05}, batch_size=20, num_epochs=4,
+                    num_val_samples=None, verbose=False, seed=1, callback=spoil_the_last_epoch)
+    solver.train()
+    best = int(np.argmax(solver.val_acc_history))
+    assert solver.val_acc_history[-1] < solver.best_val_acc == solver.val_acc_history[best]
+    best_params, best_buffers = epochs[best]
+    # the best epoch's running statistics differ from the last epoch's
+    assert any(not np.array_equal(best_buffers[k], v) for k, v in epochs[4][1].items())
+    for name, value in best_params.items():
+        np.testing.assert_array_equal(params_of(model)[name], value, err_msg=name)
+    for name, value in best_buffers.items():
+        np.testing.assert_array_equal(buffers_of(model)[name], value, err_msg=name)
+    X_val, y_val = data["X_val"], data["y_val"]
+    assert bn_net_accuracy(best_params, best_buffers, X_val, y_val) == solver.best_val_acc
+    assert solver.check_accuracy(X_val, y_val) == solver.best_val_acc
 
 
 def test_verbose_output_follows_cs231n(backend, capsys):
@@ -107,7 +147,11 @@ def run(backend, data, tmp_path, num_epochs=3, checkpoint=True, **kwargs):
 
 
 def params_of(model):
-    return {k: xpnet.to_numpy(v) for k, v in model.params.items()}
+    return {k: xpnet.to_numpy(v).copy() for k, v in model.params.items()}
+
+
+def buffers_of(model):
+    return {k: xpnet.to_numpy(v).copy() for k, v in model.buffers.items()}
 
 
 def test_resume_from_epoch_checkpoint_gives_the_same_weights(backend, tmp_path):
