@@ -81,6 +81,59 @@ def test_a_solver_checkpoint_loads_as_a_model_and_resumes(backend, tmp_path):
         solver.load_checkpoint(str(model_file))
 
 
+def saved_solver(backend, tmp_path, **options):
+    tmp_path.mkdir(exist_ok=True)
+    model = FullyConnectedNet([8], input_dim=12, num_classes=4, seed=0, backend=backend)
+    solver = Solver(model, data(), num_epochs=1, batch_size=10, verbose=False, seed=3,
+                    checkpoint_name=str(tmp_path / "ck"), **options)
+    solver.train()
+    return solver, str(tmp_path / "ck_epoch_1.npz")
+
+
+def fresh_solver(backend, **options):
+    model = FullyConnectedNet([8], input_dim=12, num_classes=4, seed=0, backend=backend)
+    return Solver(model, data(), num_epochs=1, batch_size=10, verbose=False, **options)
+
+
+def test_the_header_records_the_update_rule_and_the_stream_kind(backend, tmp_path):
+    _, path = saved_solver(backend, tmp_path / "a", update_rule="adam")
+    _, meta = checkpoint.read(path)
+    assert (meta["solver"]["update_rule"], meta["solver"]["stream"]) == ("adam", "generator")
+    _, path = saved_solver(backend, tmp_path / "b", update_rule="sgd", device_random=True)
+    _, meta = checkpoint.read(path)
+    assert (meta["solver"]["update_rule"], meta["solver"]["stream"]) == ("sgd", "counter")
+
+
+@pytest.mark.parametrize("saved, loading, message", [
+    ({"update_rule": "adam"}, {"update_rule": "sgd_momentum"},
+     r"update rule 'adam', this Solver has 'sgd_momentum'.*update_rule='adam'"),
+    ({"update_rule": "sgd"}, {"update_rule": lambda w, dw, c: (w - 0.1 * dw, c)},
+     r"update rule 'sgd', this Solver has '.*<lambda>'"),
+    ({"device_random": True}, {},
+     r"counter-based device stream.*this Solver draws from the backend's generator.*"
+     r"device_random"),
+    ({}, {"device_random": True},
+     r"the backend's generator.*this Solver draws from a counter-based device stream"),
+])
+def test_a_checkpoint_of_another_trajectory_is_refused(backend, tmp_path, saved, loading,
+                                                       message):
+    _, path = saved_solver(backend, tmp_path, **saved)
+    solver = fresh_solver(backend, **loading)
+    before = {k: xpnet.to_numpy(v).copy() for k, v in solver.model.params.items()}
+    with pytest.raises(xpnet.CheckpointError, match=message):
+        solver.load_checkpoint(path)
+    assert solver.iteration == 0  # nothing was loaded
+    for name, value in solver.model.params.items():
+        np.testing.assert_array_equal(xpnet.to_numpy(value), before[name])
+
+
+def test_a_checkpoint_of_the_same_trajectory_loads(backend, tmp_path):
+    solver, path = saved_solver(backend, tmp_path, update_rule="adam", device_random=True)
+    again = fresh_solver(backend, update_rule=xpnet.optim.adam, device_random=True)
+    again.load_checkpoint(path)  # the built-in rule given as a function is the same rule
+    assert again.iteration == solver.iteration and again.random.state() == solver.random.state()
+
+
 # ---------------------------------------------------------------------------
 # Files of the first format, written as xpnet 0.1 wrote them
 

@@ -10,8 +10,10 @@ Arrays
 Header
     ``format: "xpnet"``, ``version: 2``, ``kind`` ('model' or 'solver'),
     ``model: {class, config}`` (what rebuilds it), and for a Solver
-    ``solver`` (counters, histories, update-rule scalars) and ``rng`` (its
-    random stream); ``info`` holds anything else (epoch, validation accuracy).
+    ``solver`` (counters, histories, update-rule scalars, the update rule and
+    the random stream's kind, ``stream``: 'generator' or 'counter') and ``rng``
+    (its random stream's state); ``info`` holds anything else (epoch,
+    validation accuracy).
 
 Solver checkpoints, run folders' ``best_model.npz`` and :func:`save_model`
 all write this format, and :func:`load_model` rebuilds any model from any of
