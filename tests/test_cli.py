@@ -424,7 +424,7 @@ def test_convnet_with_the_recipe_writes_result_json(backend_env, tmp_path, capsy
     (["--model", "transformer"], "invalid choice: 'transformer'"),
     (["--schedule", "linear"], "invalid choice: 'linear'"),
     (["--nesterov"], "--nesterov needs --update-rule sgd_momentum, not adam"),
-    (["--update-rule", "rmsprop", "--weight-decay", "0.1"], "--weight-decay (decoupled)"),
+    (["--weight-decay", "-0.1"], "--weight-decay must be a number >= 0"),
     (["--label-smoothing", "1.5"], "--label-smoothing must lie in [0, 1)"),
     (["--model", "convnet", "--hidden", "10"], "--hidden does not apply to --model convnet"),
 ])

@@ -4,6 +4,12 @@
 estimates); missing entries are filled with the defaults below, and the state
 arrays are created on the parameter's backend on first use. The rules return
 new arrays and leave ``w`` untouched, as in CS231n.
+
+Every rule takes an optional ``weight_decay`` (0 by default: the course's rule):
+decoupled weight decay, ``w -= learning_rate * weight_decay * w`` before the
+rule's step (AdamW's form, not an L2 term added to ``dw``). The course's rules,
+the Solver's in-place twins (also on the flat buffers) and the captured step
+(:mod:`xpnet._ops.capture`) apply it the same way.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._fast import ops
-from ._ops.rule_defaults import with_defaults
+from ._ops.rule_defaults import RULE_STATE, with_defaults
 from .backend import namespace_of
 from .errors import InputError
 
@@ -36,21 +42,22 @@ def _setup(w, dw, config, caller):
     return xp, with_defaults({} if config is None else config, caller)
 
 
-def sgd(w: Array, dw: Array, config: Config | None = None) -> tuple[Array, Config]:
-    """Vanilla stochastic gradient descent: ``w - learning_rate * dw``.
-
-    config: ``learning_rate`` (1e-2).
-    """
-    _, config = _setup(w, dw, config, "sgd")
-    return w - config["learning_rate"] * dw, config
-
-
 def _decayed(w: Array, config: Config) -> Array:
     """``w - lr * weight_decay * w``: decoupled weight decay (AdamW's), before the step."""
     decay = config.get("weight_decay", 0.0)
     if not decay:
         return w
     return w - (config["learning_rate"] * decay) * w
+
+
+def sgd(w: Array, dw: Array, config: Config | None = None) -> tuple[Array, Config]:
+    """Vanilla stochastic gradient descent: ``w - learning_rate * dw``.
+
+    config: ``learning_rate`` (1e-2); optionally ``weight_decay`` (0: decoupled,
+    ``w -= lr * weight_decay * w`` before the step).
+    """
+    _, config = _setup(w, dw, config, "sgd")
+    return _decayed(w, config) - config["learning_rate"] * dw, config
 
 
 def sgd_momentum(w: Array, dw: Array, config: Config | None = None) -> tuple[Array, Config]:
@@ -76,12 +83,14 @@ def rmsprop(w: Array, dw: Array, config: Config | None = None) -> tuple[Array, C
 
     ``cache = d*cache + (1-d)*dw**2; w -= lr*dw/(sqrt(cache)+eps)``.
     config: ``learning_rate`` (1e-2), ``decay_rate`` (0.99), ``epsilon`` (1e-8),
-    ``cache`` (zeros).
+    ``cache`` (zeros); optionally ``weight_decay`` (0: decoupled, ``w -= lr *
+    weight_decay * w`` before the step).
     """
     xp, config = _setup(w, dw, config, "rmsprop")
     d = config["decay_rate"]
     cache = d * _state(xp, config, "cache", w) + (1 - d) * (dw * dw)
     config["cache"] = cache
+    w = _decayed(w, config)
     next_w = w - config["learning_rate"] * dw / (xp.sqrt(cache) + config["epsilon"])
     return next_w, config
 
@@ -112,23 +121,17 @@ def adagrad(w: Array, dw: Array, config: Config | None = None) -> tuple[Array, C
     """Adagrad: steps scaled by the root of the sum of all squared gradients.
 
     ``cache += dw**2; w -= lr*dw/(sqrt(cache)+eps)``.
-    config: ``learning_rate`` (1e-2), ``epsilon`` (1e-8), ``cache`` (zeros).
+    config: ``learning_rate`` (1e-2), ``epsilon`` (1e-8), ``cache`` (zeros);
+    optionally ``weight_decay`` (0: decoupled, ``w -= lr * weight_decay * w``
+    before the step).
     """
     xp, config = _setup(w, dw, config, "adagrad")
     cache = _state(xp, config, "cache", w) + dw * dw
     config["cache"] = cache
+    w = _decayed(w, config)
     next_w = w - config["learning_rate"] * dw / (xp.sqrt(cache) + config["epsilon"])
     return next_w, config
 
-
-#: The state arrays each built-in rule keeps in its config.
-STATE_KEYS: dict[Callable, tuple[str, ...]] = {
-    sgd: (),
-    sgd_momentum: ("velocity",),
-    rmsprop: ("cache",),
-    adam: ("m", "v"),
-    adagrad: ("cache",),
-}
 
 UPDATE_RULES: dict[str, Callable] = {
     "sgd": sgd,
@@ -137,6 +140,11 @@ UPDATE_RULES: dict[str, Callable] = {
     "adam": adam,
     "adagrad": adagrad,
 }
+
+#: The state arrays each built-in rule keeps in its config, by rule function (the
+#: table by name is :data:`xpnet._ops.rule_defaults.RULE_STATE`).
+STATE_KEYS: dict[Callable, tuple[str, ...]] = {
+    rule: RULE_STATE[name] for name, rule in UPDATE_RULES.items()}
 
 
 def get_update_rule(rule: str | Callable) -> Callable:
@@ -162,16 +170,17 @@ def get_update_rule(rule: str | Callable) -> Callable:
 # same order as the rules above (the same results, bit for bit); a library's
 # fast path may fuse or reorder it within its declared tolerance.
 
-def _inplace_sgd(w, dw, config: Config) -> Config:
-    with_defaults(config, "sgd")
-    ops.sgd_(w, dw, config["learning_rate"])
-    return config
-
-
 def _decay_(w, config: Config) -> None:
     decay = config.get("weight_decay", 0.0)
     if decay:
         ops.sgd_(w, w, config["learning_rate"] * decay)  # w -= (lr * decay) * w
+
+
+def _inplace_sgd(w, dw, config: Config) -> Config:
+    with_defaults(config, "sgd")
+    _decay_(w, config)
+    ops.sgd_(w, dw, config["learning_rate"])
+    return config
 
 
 def _inplace_sgd_momentum(w, dw, config: Config) -> Config:
@@ -188,6 +197,7 @@ def _inplace_sgd_momentum(w, dw, config: Config) -> Config:
 def _inplace_rmsprop(w, dw, config: Config) -> Config:
     with_defaults(config, "rmsprop")
     cache = _state(None, config, "cache", w)
+    _decay_(w, config)
     ops.rmsprop_(w, dw, cache, config["learning_rate"], config["decay_rate"],
                  config["epsilon"])
     return config
@@ -207,6 +217,7 @@ def _inplace_adam(w, dw, config: Config) -> Config:
 def _inplace_adagrad(w, dw, config: Config) -> Config:
     with_defaults(config, "adagrad")
     cache = _state(None, config, "cache", w)
+    _decay_(w, config)
     ops.adagrad_(w, dw, cache, config["learning_rate"], config["epsilon"])
     return config
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._fast import reference
-from .rule_defaults import RULE_DEFAULTS
+from .rule_defaults import RULE_DEFAULTS, RULE_STATE
 
 __all__ = ["CAPTURABLE_RULES", "CapturableUpdate", "LossBuffer"]
 
@@ -27,9 +27,6 @@ Array = Any
 
 #: the built-in rules a captured step can run
 CAPTURABLE_RULES = tuple(RULE_DEFAULTS)
-
-_STATE = {"sgd": (), "sgd_momentum": ("velocity",), "rmsprop": ("cache",),
-          "adam": ("m", "v"), "adagrad": ("cache",)}
 
 
 class CapturableUpdate:
@@ -50,13 +47,13 @@ class CapturableUpdate:
     def __init__(self, xp, rule: str, dtype: Any, dev: Any, config: dict[str, Any]) -> None:
         self.xp, self.rule, self.dtype, self.device = xp, rule, dtype, dev
         self.config = {**RULE_DEFAULTS[rule], **{k: v for k, v in config.items()
-                                             if k not in _STATE[rule]}}
+                                             if k not in RULE_STATE[rule]}}
         self.lr = xp.asarray(float(self.config["learning_rate"]), dtype=dtype, device=dev)
         self.t = xp.asarray(float(self.config.get("t", 0)), dtype=xp.float64, device=dev)
 
     @property
     def state_keys(self) -> tuple[str, ...]:
-        return _STATE[self.rule]
+        return RULE_STATE[self.rule]
 
     def set_learning_rate(self, value: float) -> None:
         """Between steps: the new learning rate, written into the device scalar."""
@@ -81,7 +78,9 @@ class CapturableUpdate:
         return config[key]
 
     def update(self, w: Array, dw: Array, config: dict[str, Any]) -> None:
-        """Update ``w`` and the rule's state in ``config`` in place."""
+        """Update ``w`` and the rule's state in ``config`` in place: ``weight_decay``
+        (decoupled, ``w -= lr * weight_decay * w``) first, for every rule, as in
+        :mod:`xpnet.optim`, then the rule's step."""
         c, lr = self.config, self.lr
         decay = c.get("weight_decay", 0.0)
         if decay:

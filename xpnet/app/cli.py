@@ -125,7 +125,7 @@ def _add_train(sub: Any) -> None:
                      help=f"Nesterov momentum, with sgd_momentum ({_presets_help('nesterov')})")
     opt.add_argument("--weight-decay", type=float, metavar="WD",
                      help="decoupled weight decay, w -= lr * WD * w every step, with "
-                          f"sgd_momentum or adam ({_presets_help('weight_decay')})")
+                          f"every update rule ({_presets_help('weight_decay')})")
     opt.add_argument("--schedule", choices=("none", "constant", "cosine", "onecycle"),
                      help="learning rate per iteration: cosine (after a linear warm-up) or "
                           "one-cycle (up to the peak at --warmup, then down); none: "

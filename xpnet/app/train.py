@@ -184,9 +184,6 @@ def _validate_recipe(options: dict[str, Any]) -> None:
     if options["nesterov"] and rule != "sgd_momentum":
         raise InputError(f"--nesterov needs --update-rule sgd_momentum, not {rule}")
     checks.nonnegative_number(options["weight_decay"], "--weight-decay")
-    if options["weight_decay"] and rule not in ("sgd_momentum", "adam"):
-        raise InputError(f"--weight-decay (decoupled) works with --update-rule sgd_momentum "
-                         f"or adam, not {rule}")
     momentum = options["momentum"]
     if isinstance(momentum, bool) or not isinstance(momentum, int | float) \
             or not 0 <= momentum < 1:
