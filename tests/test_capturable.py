@@ -135,6 +135,7 @@ def test_steps_without_flushes_lose_no_loss(backend):
 @pytest.mark.parametrize("options, reason", [
     ({"update_rule": lambda w, dw, c: (w, c)}, "is not one of the built-in rules"),
     ({"lr_schedule": "cosine"}, "per-iteration lr_schedule"),
+    ({"data_on_device": False}, "training set stays on the host"),
 ])
 def test_what_cannot_be_captured_falls_back_with_a_reason(backend, options, reason):
     model = FullyConnectedNet([5], input_dim=48, num_classes=4, seed=1, backend=backend)
@@ -163,3 +164,57 @@ def test_data_kept_on_the_host_gives_the_resident_trajectory(backend, augment):
     for name, value in resident.model.params.items():
         np.testing.assert_array_equal(xpnet.to_numpy(streamed.model.params[name]),
                                       xpnet.to_numpy(value), err_msg=name)
+
+
+def step_state(solver):
+    """Every array a capturable step writes: parameters, the rule's state and device
+    scalars, batchnorm running statistics, the loss buffer and the stream's counter."""
+    arrays = {f"params/{k}": v for k, v in solver.model.params.items()}
+    for name, config in solver.optim_configs.items():
+        arrays.update({f"optim/{name}/{k}": v for k, v in config.items()
+                       if solver.backend.owns(v)})
+    arrays.update({f"buffers/{k}": v for k, v in solver.model.buffers.items()})
+    capture, losses = solver.updater.capture, solver.losses.buffer
+    arrays.update({"lr": capture.lr, "t": capture.t, "losses": losses.values,
+                   "loss_position": losses.position, "counter": solver.random.counter})
+    return arrays
+
+
+def addresses(arrays):
+    return {k: v.data_ptr() for k, v in arrays.items() if hasattr(v, "data_ptr")}
+
+
+@pytest.mark.parametrize("rule", ["sgd_momentum", "adam"])
+def test_the_capturable_step_rebinds_nothing(backend, rule):
+    model = FullyConnectedNet([10, 8], input_dim=48, num_classes=4, dropout_keep_ratio=0.8,
+                              normalization="batchnorm", seed=1, backend=backend)
+    model.dropout_param.pop("seed")  # masks from the Solver's stream
+    solver = Solver(model, data(), update_rule=rule, optim_config={"learning_rate": 1e-2},
+                    lr_decay=0.8, batch_size=20, num_epochs=2, verbose=False, seed=5,
+                    capturable=True)
+    assert solver.capturable
+    solver._step()  # the first step makes the state (its own copies, zeros, statistics)
+    before = step_state(solver)
+    values = {k: xpnet.to_numpy(v).copy() for k, v in before.items()}
+    pointers = addresses(before)
+    for _ in range(3):
+        solver._step()
+    after = step_state(solver)
+    assert after.keys() == before.keys()
+    state_arrays = 1 if rule == "sgd_momentum" else 2  # velocity; m and v
+    assert sum(k.startswith("optim/") for k in before) == state_arrays * len(model.params)
+    assert sum(k.startswith("buffers/") for k in before) == 4  # two batchnorm layers
+    for key, value in after.items():
+        assert value is before[key], f"{key} was rebound"
+    assert addresses(after) == pointers
+    # and the step did write them
+    for key in ("params/W1", "buffers/running_mean1", "buffers/running_var2", "counter",
+                "loss_position", f"optim/W1/{'velocity' if rule == 'sgd_momentum' else 'm'}"):
+        assert not np.array_equal(xpnet.to_numpy(after[key]), values[key]), key
+    assert len(solver.loss_history) == 4
+    solver.train()  # epoch ends, accuracy checks, decay and the best state restored
+    after_training = step_state(solver)
+    for key, value in after_training.items():
+        assert value is before[key], f"{key} was rebound by train()"
+    assert addresses(after_training) == pointers
+

@@ -181,6 +181,19 @@ def _running_stat(xp, bn_param: dict, key: str, shape: tuple[int, ...], x: Array
     return value
 
 
+def _moving_average(running: Array, stat: Array, momentum: float) -> Array:
+    """``momentum * running + (1 - momentum) * stat``, written into ``running`` where it
+    can hold the result: the statistics keep their arrays (nothing a captured training
+    step writes may be rebound) with the same rounding as the new array."""
+    new = momentum * running + (1 - momentum) * stat
+    flags = getattr(running, "flags", None)
+    if (new.dtype != running.dtype or tuple(new.shape) != tuple(running.shape)
+            or (flags is not None and not flags.writeable)):
+        return new
+    running[...] = new
+    return running
+
+
 def _batch_statistics_norm(caller: str, x: Array, gamma: Array, beta: Array, bn_param: dict,
                            stat_axes: tuple[int, ...], param_work_shape: tuple[int, ...]
                            ) -> tuple[Array, dict | None]:
@@ -195,8 +208,8 @@ def _batch_statistics_norm(caller: str, x: Array, gamma: Array, beta: Array, bn_
     if mode == "train":
         out, cache, mean, var = normalization.forward(xp, x, gamma, beta, eps, stat_axes,
                                                       tuple(x.shape), param_work_shape)
-        running_mean = momentum * running_mean + (1 - momentum) * xp.reshape(mean, stat_shape)
-        running_var = momentum * running_var + (1 - momentum) * xp.reshape(var, stat_shape)
+        running_mean = _moving_average(running_mean, xp.reshape(mean, stat_shape), momentum)
+        running_var = _moving_average(running_var, xp.reshape(var, stat_shape), momentum)
     else:
         out = normalization.apply_running(xp, x, gamma, beta, running_mean, running_var, eps,
                                           tuple(x.shape), param_work_shape)
@@ -219,7 +232,7 @@ def batchnorm_forward(
     bn_param : dict
         ``mode`` ('train' or 'test', required), ``eps`` (1e-5), ``momentum``
         (0.9), ``running_mean`` / ``running_var`` (created as zeros of shape
-        (D,) and updated in train mode as ``m = momentum*m + (1-momentum)*stat``;
+        (D,) and updated in train mode, in place, as ``m = momentum*m + (1-momentum)*stat``;
         the batch variance has no Bessel correction).
 
     Returns

@@ -121,7 +121,11 @@ class CapturableUpdate:
 
 
 class LossBuffer:
-    """Losses written on the device at a device-side position; read in bulk."""
+    """Losses written on the device at a device-side position; read in bulk.
+
+    ``values`` and ``position`` are written in place, never rebound: a captured
+    step replays writes to the same arrays.
+    """
 
     def __init__(self, xp, capacity: int, dtype: Any, dev: Any) -> None:
         self.xp = xp
@@ -132,14 +136,14 @@ class LossBuffer:
 
     def record(self, loss: Array) -> None:
         xp = self.xp
-        self.values = xp.where(self.slots == self.position,
-                               xp.astype(loss, self.values.dtype), self.values)
+        self.values[...] = xp.where(self.slots == self.position,
+                                    xp.astype(loss, self.values.dtype), self.values)
         self.position += 1
         self.count += 1
 
     def take(self) -> Array:
-        """The losses written since the last call (one transfer when converted)."""
-        out = self.values[:self.count]
+        """The losses written since the last call (a copy: one transfer when converted)."""
+        out = self.xp.asarray(self.values[:self.count], copy=True)
         self.position[...] = 0
         self.count = 0
         return out

@@ -473,7 +473,8 @@ class _BatchStatisticsNorm(_Norm):
                 if tuple(value.shape) != expected:
                     raise InputError(f"buffer {name} must have shape {_shape(expected)}, got "
                                      f"{_shape(value.shape)}")
-                self.bn_param[key] = backend.asarray(value)
+                # a copy: batchnorm updates its running statistics in place
+                self.bn_param[key] = backend.xp.asarray(backend.asarray(value), copy=True)
 
 
 class BatchNorm(_BatchStatisticsNorm):
