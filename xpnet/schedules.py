@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from ._ops import checks
 from .errors import InputError
 
-__all__ = ["SCHEDULES", "Constant", "Cosine", "OneCycle", "PiecewiseLinear", "get_schedule"]
+__all__ = ["SCHEDULES", "Constant", "Cosine", "OneCycle", "PiecewiseLinear", "get_schedule",
+           "warmup_iterations"]
 
 
 def warmup_iterations(warmup: float, total: int) -> int:
