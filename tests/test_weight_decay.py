@@ -187,3 +187,12 @@ def test_the_solver_decays_the_weights_of_every_rule(case, capturable, backend):
         for name in want:
             np.testing.assert_allclose(got[name], want[name], rtol=1e-11, atol=1e-14,
                                        err_msg=f"{name} after step {t + 1}")
+
+
+@pytest.mark.parametrize("rule", list(optim.UPDATE_RULES))
+def test_xpnet_train_passes_weight_decay_to_every_rule(rule):
+    from xpnet.app.train import optim_config, resolve_options, validate_options
+
+    options = resolve_options({"update_rule": rule, "weight_decay": 0.01})
+    validate_options(options)  # refused for sgd, rmsprop and adagrad before
+    assert optim_config(options)["weight_decay"] == 0.01
