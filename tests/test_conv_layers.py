@@ -365,7 +365,7 @@ def test_fast_layers_star_import_gives_the_course_names():
                  "conv_backward_im2col", "conv_forward_strides", "conv_backward_strides",
                  "max_pool_forward_fast", "max_pool_backward_fast", "max_pool_forward_reshape",
                  "max_pool_backward_reshape", "max_pool_forward_im2col",
-                 "max_pool_backward_im2col"):
+                 "max_pool_backward_im2col", "conv_forward_winograd", "conv_backward_winograd"):
         assert callable(namespace[name]), name
 
 
