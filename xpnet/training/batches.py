@@ -47,6 +47,11 @@ class Batches:
                       else host_rows(self.X_train))
 
     @property
+    def arrays(self) -> tuple[Any, Any, Any, Any]:
+        """``X_train, y_train, X_val, y_val`` as placed."""
+        return self.X_train, self.y_train, self.X_val, self.y_val
+
+    @property
     def num_train(self) -> int:
         return int(self.X_train.shape[0])
 

@@ -19,7 +19,7 @@ from ..backend import to_numpy
 from ..errors import CheckpointError
 from .updates import rule_label
 
-__all__ = ["buffers_of", "load", "restore_buffers", "save", "state", "stream_kind"]
+__all__ = ["buffers_of", "load", "restore_best", "save", "snapshot", "state", "stream_kind"]
 
 #: what each random-stream kind is called in a header, and how a Solver gets it
 _STREAMS = {"counter": "a counter-based device stream (device_random=True or capturable=True)",
@@ -34,6 +34,21 @@ def stream_kind(stream: Any) -> str:
 def buffers_of(model: Any) -> dict[str, Any]:
     """A model's buffers (none for a model without the protocol's ``buffers``)."""
     return dict(getattr(model, "buffers", None) or {})
+
+
+def snapshot(model: Any, backend: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Copies of the model's params and buffers (the best so far)."""
+    xp = backend.xp
+    return ({k: xp.asarray(v, copy=True) for k, v in model.params.items()},
+            {k: xp.asarray(v, copy=True) for k, v in buffers_of(model).items()})
+
+
+def restore_best(solver: Any) -> None:
+    """The best parameters and buffers so far back into the model, in place where
+    the update strategy owns the arrays."""
+    if solver.best_params:
+        solver.updater.restore(solver.model.params, solver.best_params)
+        restore_buffers(solver.model, solver.best_buffers, solver.backend)
 
 
 def restore_buffers(model: Any, values: dict[str, Any], backend: Any) -> None:

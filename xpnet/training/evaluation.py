@@ -7,8 +7,9 @@ from typing import Any
 from ..augment import flip_horizontal
 from ..backend import Backend
 from ..host import gather_rows, host_rows
+from .checkpoints import snapshot
 
-__all__ = ["accuracy"]
+__all__ = ["accuracy", "epoch_check"]
 
 
 def accuracy(model: Any, backend: Backend, X: Any, y: Any, num_samples: int | None = None,
@@ -55,3 +56,20 @@ def accuracy(model: Any, backend: Backend, X: Any, y: Any, num_samples: int | No
         hits = xp.sum(xp.astype(xp.argmax(scores, axis=1) == y[start:stop], xp.int64))
         correct = hits if correct is None else correct + hits
     return float(correct) / n
+
+
+def epoch_check(solver: Any) -> None:
+    """A Solver's accuracy check: training (subsample) and validation accuracy into
+    the histories, printed when verbose; the best parameters and buffers so far kept."""
+    train_acc = solver.check_accuracy(solver.X_train, solver.y_train,
+                                      num_samples=solver.num_train_samples)
+    val_acc = solver.check_accuracy(solver.X_val, solver.y_val,
+                                    num_samples=solver.num_val_samples)
+    solver.train_acc_history.append(train_acc)
+    solver.val_acc_history.append(val_acc)
+    solver._print(f"(Epoch {solver.epoch} / {solver.num_epochs}) train acc: {train_acc:f}; "
+                  f"val_acc: {val_acc:f}")
+    if val_acc > solver.best_val_acc or not solver.best_params:
+        solver.best_val_acc = max(val_acc, solver.best_val_acc)
+        solver.best_params, solver.best_buffers = snapshot(solver.model, solver.backend)
+

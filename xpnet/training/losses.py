@@ -7,8 +7,9 @@ from typing import Any
 
 from .._ops.capture import LossBuffer
 from ..backend import to_numpy
+from ..errors import TrainingDivergedError
 
-__all__ = ["LossLog"]
+__all__ = ["LossLog", "diverged"]
 
 
 class LossLog:
@@ -21,9 +22,17 @@ class LossLog:
 
     def __init__(self, xp, buffer: LossBuffer | None = None) -> None:
         self.xp = xp
+        #: the device buffer (capturable steps) or None
         self.buffer = buffer
         self.history: list[float] = []
         self._pending: list[Any] = []
+
+    @classmethod
+    def on(cls, backend: Any, dtype: Any, capacity: int | None = None) -> LossLog:
+        """A log on ``backend``; with ``capacity``, in a device buffer of that many losses."""
+        xp = backend.xp
+        return cls(xp, None if capacity is None else LossBuffer(xp, capacity, dtype,
+                                                                backend.device))
 
     @property
     def full(self) -> bool:
@@ -59,3 +68,15 @@ class LossLog:
         self._pending = []
         if self.buffer is not None:
             self.buffer.take()
+
+
+def diverged(iteration: int, value: float, learning_rate: float | None,
+             checkpoint: str | None) -> TrainingDivergedError:
+    """The error of a loss that became ``value`` at ``iteration``."""
+    lr = learning_rate if learning_rate is not None else "the rule default"
+    saved = f"; the last good checkpoint is {checkpoint}" if checkpoint else ""
+    return TrainingDivergedError(
+        f"the training loss became {value} at iteration {iteration}; lower the learning rate "
+        f"(it was {lr}) or the weight scale and train again; the model keeps the best "
+        f"parameters so far{saved}")
+

@@ -25,6 +25,7 @@ the model or a user put there is copied once, at the first step that sees it.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,7 +35,7 @@ from .._ops.flat import VIEW_LIBRARIES, FlatParams
 from ..backend import Backend
 
 __all__ = ["CapturableStep", "CourseUpdate", "FlatUpdate", "InPlaceUpdate", "UpdateStrategy",
-           "capture_problem", "choose", "fresh_configs", "rule_name"]
+           "capture_problem", "choose", "fresh_configs", "rule_name", "try_capture"]
 
 Params = dict[str, Any]
 Configs = dict[str, dict[str, Any]]
@@ -76,6 +77,16 @@ def capture_problem(rule: Callable, schedule: Any, params: Params, on_device: bo
     return None
 
 
+def try_capture(rule: Callable, schedule: Any, params: Params, on_device: bool
+                ) -> tuple[bool, str | None]:
+    """``(capturable, problem)`` for a Solver asked for a capture-ready step: where
+    it cannot be, one warning says why (and the ordinary step runs)."""
+    problem = capture_problem(rule, schedule, params, on_device)
+    if problem:
+        warnings.warn(f"Solver: the step runs uncaptured: {problem}", stacklevel=3)
+    return problem is None, problem
+
+
 def choose(backend: Backend, rule: Callable, optim_config: Mapping[str, Any], params: Params,
            capturable: bool = False) -> UpdateStrategy:
     """The update strategy for ``rule`` on ``backend`` (see the module docstring)."""
@@ -104,8 +115,12 @@ class UpdateStrategy:
         """Update every parameter (and its config) from this step's gradients."""
         raise NotImplementedError
 
-    def set_learning_rate(self, configs: Configs, new: Callable[[float], float]) -> None:
-        """Between steps: every ``learning_rate`` becomes ``new(learning_rate)``."""
+    def set_learning_rate(self, configs: Configs, new: Callable[[float], float] | None
+                          ) -> None:
+        """Between steps: every ``learning_rate`` becomes ``new(learning_rate)`` (None:
+        unchanged; see :mod:`.rate`)."""
+        if new is None:
+            return
         for config in configs.values():
             if "learning_rate" in config:
                 config["learning_rate"] = new(config["learning_rate"])
@@ -211,7 +226,10 @@ class CapturableStep(InPlaceUpdate):
         self.capture.begin_step()
         super().apply(params, grads, configs)
 
-    def set_learning_rate(self, configs: Configs, new: Callable[[float], float]) -> None:
+    def set_learning_rate(self, configs: Configs, new: Callable[[float], float] | None
+                          ) -> None:
+        if new is None:
+            return
         super().set_learning_rate(configs, new)
         self.capture.set_learning_rate(new(self.capture.config["learning_rate"]))
 
