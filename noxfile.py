@@ -32,7 +32,7 @@ _BACKENDS = _backend_list()
 #: one nox environment per requirement file, in the order of the backend list
 ENVIRONMENTS = [Path(f).stem for files, _, _ in _BACKENDS["BACKENDS"].values() for f in files]
 
-nox.options.sessions = ["tests", "notebooks", "lint"]
+nox.options.sessions = ["tests", "notebooks", "device_check", "lint"]
 nox.options.error_on_missing_interpreters = False
 
 
@@ -154,3 +154,15 @@ def bench(session: nox.Session) -> None:
     if not session.posargs:
         session.run("python", "benchmarks/bench_conv.py", "--rounds", "3", "--json",
                     str(tmp / "bench_conv.json"))
+
+
+@nox.session
+def device_check(session: nox.Session) -> None:
+    """``benchmarks/device_check.py --dry-run``: the GPU check's whole pipeline on the CPU
+    (NumPy and torch-CPU, tiny sizes), so it cannot rot before a GPU comes. On the GPU
+    machine, run the script itself (see its docstring)."""
+    session.install("-r", "backends/torch.txt")
+    session.install("-e", ".[test]")
+    out = Path(session.create_tmp()) / "device_check"
+    session.run("python", "benchmarks/device_check.py", "--out", str(out), "--dry-run",
+                "--budget-s", "420")

@@ -132,9 +132,10 @@ def blocks(step, per_block: int, count: int) -> float:
 def xpnet_backend(impl: str):
     import xpnet
 
-    name = {"xpnet-numpy": "numpy", "xpnet-torch": "torch",
-            "xpnet-strict": "array_api_strict"}[impl]
-    return xpnet.get_backend(name)
+    name, device = {"xpnet-numpy": ("numpy", None), "xpnet-torch": ("torch", None),
+                    "xpnet-strict": ("array_api_strict", None), "xpnet-cupy": ("cupy", None),
+                    "xpnet-torch-cuda": ("torch", "cuda")}[impl]
+    return xpnet.get_backend(name, device)
 
 
 def xpnet_model(workload: str, backend):
@@ -193,6 +194,9 @@ def torch_training(workload: str, impl: str, args: argparse.Namespace) -> dict[s
     from torch_reference import TorchTrainer, build_cnn, fused_adam_kind
 
     device = torch.device("cpu")
+    if impl.startswith("torch-cuda"):  # torch-cuda, torch-cuda-fused: PyTorch eager on a GPU
+        device = torch.device("cuda")
+        impl = "torch" + impl.removeprefix("torch-cuda")
     if impl.endswith("-malloc"):  # with the host-memory setting xpnet's Solver makes
         from xpnet._ops.allocator import reuse_freed_memory
 
