@@ -34,7 +34,8 @@ from ..errors import CheckpointError, InputError
 
 __all__ = ["MODES", "Model", "model_class", "registered_models"]
 
-MODES = ("train", "test")
+#: The modes of :meth:`Model.set_mode`: the layers' own (``bn_param['mode']``, ...).
+MODES = checks.MODES
 
 _REGISTRY: dict[str, type[Model]] = {}
 
@@ -89,9 +90,7 @@ class Model:
 
     def set_mode(self, mode: str) -> None:
         """Switch to 'train' or 'test' behaviour (dropout, batch statistics)."""
-        if mode not in MODES:
-            raise InputError(f"mode must be 'train' or 'test', got {mode!r}")
-        self._mode = mode
+        self._mode = checks.choice(mode, MODES, "mode", f"{type(self).__name__}.set_mode")
 
     def loss(self, X: Any, y: Any = None) -> Any:
         raise NotImplementedError
