@@ -1,8 +1,12 @@
-"""The backend under test comes from ``--backend NAME`` or ``$XPNET_BACKEND``.
+"""The backend under test comes from ``--backend NAME`` or ``$XPNET_BACKEND``, its device
+from ``--device DEVICE`` or ``$XPNET_DEVICE`` (default: the backend's own).
+
+    pytest --backend torch --device cuda      # PyTorch on the first GPU
+    pytest --backend cupy --device cuda:1
 
 Tests take the ``backend`` fixture (an :class:`xpnet.Backend`) or ``xp`` (its
-namespace). A backend that cannot run here skips every test that needs it,
-with the reason (what to install, or that no GPU is present).
+namespace). A backend or device that cannot run here skips every test that
+needs it, with the reason (what to install, or that no GPU is present).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import pytest
 
 import xpnet
 from xpnet._backend_list import BACKEND_NAMES
-from xpnet.backend import BackendError, backend_problem
+from xpnet.backend import BackendError
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -23,23 +27,37 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"array backend to test: {', '.join(BACKEND_NAMES)} (default "
              "$XPNET_BACKEND, else numpy)",
     )
+    parser.addoption(
+        "--device", default=None,
+        help="the backend's device: cpu, cuda, cuda:INDEX (default $XPNET_DEVICE, else the "
+             "backend's default)",
+    )
 
 
 def backend_name(config: pytest.Config) -> str:
     return config.getoption("--backend") or os.environ.get("XPNET_BACKEND") or "numpy"
 
 
+def device_name(config: pytest.Config) -> str | None:
+    return config.getoption("--device") or os.environ.get("XPNET_DEVICE") or None
+
+
 def pytest_report_header(config: pytest.Config) -> str:
-    name = backend_name(config)
-    problem = backend_problem(name) if name != "auto" else None
-    return f"xpnet backend: {name}" + (f" (unavailable: {problem})" if problem else "")
+    name, device = backend_name(config), device_name(config)
+    try:
+        backend = xpnet.get_backend(name, device)
+    except BackendError as err:
+        where = f" on {device}" if device else ""
+        return f"xpnet backend: {name}{where} (unavailable: {err})"
+    return f"xpnet backend: {backend.name} on {backend.device}"
 
 
 @pytest.fixture(scope="session")
 def backend(request: pytest.FixtureRequest) -> xpnet.Backend:
-    name = backend_name(request.config)
+    """The backend under test on its device; skips with the reason when it cannot run."""
+    name, device = backend_name(request.config), device_name(request.config)
     try:
-        return xpnet.get_backend(name)
+        return xpnet.get_backend(name, device)
     except BackendError as err:
         pytest.skip(str(err))
 

@@ -26,12 +26,14 @@ import pytest
 import xpnet
 from xpnet import files as files_module
 from xpnet.app import cli, gradcheck
+from xpnet.app.devices import device_label
 from xpnet.app.train import resolve_options
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("sklearn")
 
 ROOT = Path(__file__).resolve().parents[1]
+HOST = xpnet.get_backend("numpy", "cpu")  # where saved models are read back, whatever the env
 FAULTS = Path(__file__).resolve().parent / "faults.py"  # the command, with a fault injected
 # 240 training digits in batches of 60: 4 iterations per epoch.
 TINY = ["--dataset", "digits", "--num-train", "240", "--num-val", "60", "--num-test", "60",
@@ -64,8 +66,10 @@ def no_temp_files(folder: Path) -> bool:
 
 @pytest.fixture
 def backend_env(backend, monkeypatch):
-    """The CLI takes the suite's backend from $XPNET_BACKEND, as a user's shell would."""
+    """The CLI takes the suite's backend and device from $XPNET_BACKEND and $XPNET_DEVICE,
+    as a user's shell would."""
     monkeypatch.setenv("XPNET_BACKEND", backend.name)
+    monkeypatch.setenv("XPNET_DEVICE", device_label(backend))
     return backend.name
 
 
@@ -100,7 +104,7 @@ def test_train_on_digits_writes_a_complete_run_folder(backend_env, tmp_path, cap
     assert err == ""
 
     config = json.loads((run / "config.json").read_text())
-    assert config["backend"] == backend_env
+    assert config["backend"] == backend_env and config["device"] == os.environ["XPNET_DEVICE"]
     assert config["args"]["hidden"] == [24] and config["args"]["epochs"] == 3
     assert config["args"]["seed"] == 3 and config["args"]["preset"] == "default"
     assert config["data"]["name"] == "digits" and config["data"]["num_train"] == 240
@@ -189,7 +193,7 @@ def test_sigint_then_resume_gives_the_same_weights_bit_for_bit(backend_env, tmp_
     assert run_cli(capsys, "train", *options, "--run-dir", straight)[0] == 0
 
     broken = tmp_path / "broken"
-    env = {**os.environ, "XPNET_BACKEND": backend_env}
+    env = dict(os.environ)  # the suite's backend and device, from backend_env
     proc = subprocess.run([sys.executable, str(FAULTS), "interrupt:6", "train",
                            *map(str, options), "--run-dir", str(broken)], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
@@ -322,6 +326,84 @@ def test_disk_full_mid_save_keeps_previous_files(backend_env, tmp_path, capsys, 
 
 
 # ---------------------------------------------------------------------------
+# --device and $XPNET_DEVICE
+
+
+def _cuda_problem(name: str) -> str | None:
+    """Why ``name`` cannot run on CUDA here (None: it can)."""
+    try:
+        xpnet.get_backend(name, "cuda")
+    except xpnet.errors.BackendError as err:
+        return str(err)
+    return None
+
+
+@pytest.mark.parametrize("name", ["numpy", "torch"])
+def test_train_on_the_cpu_device_records_it(name, tmp_path, capsys, monkeypatch):
+    if name == "torch":
+        pytest.importorskip("torch")
+    monkeypatch.delenv("XPNET_DEVICE", raising=False)
+    run = tmp_path / "run"
+    code, out, err = run_cli(capsys, "train", *TINY, "--epochs", "1", "--seed", "1",
+                             "--backend", name, "--device", "cpu", "--run-dir", run)
+    assert code == 0, err
+    assert f"{name} backend on cpu" in out
+    config = json.loads((run / "config.json").read_text())
+    result = json.loads((run / "result.json").read_text())
+    assert (config["backend"], config["device"], config["args"]["device"]) == (name, "cpu", "cpu")
+    assert (result["backend"], result["device"]) == (name, "cpu")
+
+    code, out, err = run_cli(capsys, "train", "--resume", run, "--epochs", "2", "-q")
+    assert code == 0 and f"{name} backend on cpu" in out, err
+
+
+def test_a_resumed_run_keeps_its_device_on_its_backend(monkeypatch):
+    from xpnet.app.train import _resumed_device
+
+    monkeypatch.delenv("XPNET_DEVICE", raising=False)
+    saved = {"backend": "torch", "device": "cuda:1"}
+    assert _resumed_device({}, "torch", saved) == "cuda:1"  # where it ran
+    assert _resumed_device({}, "numpy", saved) is None  # another backend: its default
+    assert _resumed_device({"device": "cpu"}, "torch", saved) == "cpu"  # --device
+    assert _resumed_device({}, "torch", {"backend": "torch"}) is None  # a run of xpnet 0.2
+    monkeypatch.setenv("XPNET_DEVICE", "cuda:0")
+    assert _resumed_device({}, "torch", saved) == "cuda:0"
+    assert _resumed_device({"device": "cpu"}, "torch", saved) == "cpu"
+
+
+@pytest.mark.parametrize("name", ["numpy", "torch"])
+def test_cuda_device_without_a_gpu_is_one_line(name, tmp_path, capsys, monkeypatch):
+    if name == "torch":
+        pytest.importorskip("torch")
+    if _cuda_problem(name) is None:
+        pytest.skip(f"{name} can use CUDA here")
+    monkeypatch.delenv("XPNET_DEVICE", raising=False)
+    needle = "runs on the CPU only" if name == "numpy" else "torch cannot use device 'cuda'"
+    for command in (["train", *TINY, "--run-dir", tmp_path / "run"], ["gradcheck"]):
+        code, _, err = run_cli(capsys, *command, "--backend", name, "--device", "cuda")
+        assert_one_line_error(code, err, needle)
+    assert not (tmp_path / "run").exists()
+
+
+def test_xpnet_device_is_the_default_device(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XPNET_DEVICE", "cuda:7")  # no machine here has eight GPUs for numpy
+    code, _, err = run_cli(capsys, "train", *TINY, "--backend", "numpy", "--run-dir",
+                           tmp_path / "run")
+    assert_one_line_error(code, err, "runs on the CPU only", "'cuda:7'")
+    code, _, err = run_cli(capsys, "gradcheck", "--backend", "numpy")
+    assert_one_line_error(code, err, "'cuda:7'")
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setenv("XPNET_DEVICE", "cpu")  # recorded as the run's device; --device wins
+    code, out, err = run_cli(capsys, "train", *TINY, "--epochs", "1", "--backend", "numpy",
+                             "--run-dir", tmp_path / "run")
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["args"]["device"] == "cpu"
+    code, _, err = run_cli(capsys, "train", *TINY, "--backend", "numpy", "--device", "cuda:7",
+                           "--run-dir", tmp_path / "other")
+    assert_one_line_error(code, err, "'cuda:7'")
+
+
+# ---------------------------------------------------------------------------
 # info and gradcheck
 
 
@@ -343,8 +425,11 @@ def test_help(capsys):
 
 
 def test_gradcheck_passes_on_the_backend(backend, capsys):
-    code, out, _ = run_cli(capsys, "gradcheck", "--backend", backend.name)
+    label = device_label(backend)
+    code, out, _ = run_cli(capsys, "gradcheck", "--backend", backend.name, "--device", label)
     assert code == 0, out
+    assert out.splitlines()[0] == f"gradient checks on the {backend.name} backend on {label} " \
+                                  "(float64)"
     rows = {line.split()[0]: line for line in out.splitlines()[3:-1]}
     assert sorted(rows) == sorted(gradcheck.CHECK_NAMES)
     assert all(line.rstrip().endswith("pass") for line in rows.values())
@@ -378,7 +463,7 @@ def test_train_cnn_on_digits_with_its_preset(backend_env, tmp_path, capsys):
     assert config["args"]["model"] == "cnn" and config["args"]["preset"] == "cnn"
     assert config["model"]["class"].endswith("ThreeLayerConvNet")
     assert config["data"]["image_shape"] == [1, 8, 8]  # digits keep their image shape
-    model = xpnet.load_model(run / "best_model.npz", backend="numpy")
+    model = xpnet.load_model(run / "best_model.npz", backend=HOST)
     assert type(model).__name__ == "ThreeLayerConvNet"
     assert tuple(model.params["W1"].shape) == (6, 1, 3, 3)
     assert (run / "first_layer_weights.png").stat().st_size > 0
@@ -415,7 +500,7 @@ def test_convnet_with_the_recipe_writes_result_json(backend_env, tmp_path, capsy
                            "seconds_per_epoch", "backend", "model", "params_count"}
     assert result["model"] == "convnet" and result["epochs"] == 2
     assert result["backend"] == backend_env and result["params_count"] > 0
-    model = xpnet.load_model(run / "best_model.npz", backend="numpy")
+    model = xpnet.load_model(run / "best_model.npz", backend=HOST)
     assert type(model).__name__ == "Sequential" and model.num_params() == result["params_count"]
     assert (run / "first_layer_weights.png").stat().st_size > 0
 

@@ -33,6 +33,7 @@ import pytest
 
 import xpnet.sweep
 from xpnet.app import cli
+from xpnet.app.devices import device_label
 from xpnet.app.sweep.executors import device_slots, parse_gpus
 from xpnet.app.sweep.space import Choices, FloatRange, IntRange, SearchSpace
 from xpnet.app.train import StopTraining, train
@@ -70,10 +71,21 @@ def distributed(optuna):
                                                      'pip install "xpnet[sweep]"')
 
 
-def sweep_args(folder: Path, backend: str, *extra: str, trials: int = 4, workers: int = 1,
+def options_on(backend) -> dict[str, str]:
+    """The training options that put trials on the suite's backend and device."""
+    return {"backend": backend.name, "device": device_label(backend)}
+
+
+def on(backend) -> list[str]:
+    """``--backend NAME --device DEVICE`` of the suite's backend."""
+    return ["--backend", backend.name, "--device", device_label(backend)]
+
+
+def sweep_args(folder: Path, backend, *extra: str, trials: int = 4, workers: int = 1,
                epochs: int = EPOCHS) -> list[str]:
+    """A sweep on the suite's backend and device."""
     return ["sweep", "--trials", str(trials), "--workers", str(workers), "--epochs", str(epochs),
-            "--sweep-dir", str(folder), "--backend", backend, "--seed", "5", "--pruner", "none",
+            "--sweep-dir", str(folder), *on(backend), "--seed", "5", "--pruner", "none",
             *DATA, *SPACE, *extra]
 
 
@@ -149,7 +161,7 @@ def processes_marked(marker: str) -> list[int]:
 def reference(optuna, backend, tmp_path_factory):
     """The uninterrupted sweep: 4 trials on 1 worker, seed 5."""
     folder = tmp_path_factory.mktemp("reference") / "sweep"
-    assert cli.main(sweep_args(folder, backend.name)) == 0
+    assert cli.main(sweep_args(folder, backend)) == 0
     found = outcomes(folder)
     assert sorted(found) == [0, 1, 2, 3]
     assert len({f[1] for f in found.values()}) > 1  # the trials differ
@@ -162,7 +174,7 @@ def reference(optuna, backend, tmp_path_factory):
 
 def test_six_trials_on_two_workers(reference, backend, tmp_path, capsys):
     folder = tmp_path / "sweep"
-    code, out, err = run_cli(capsys, *sweep_args(folder, backend.name, trials=6, workers=2))
+    code, out, err = run_cli(capsys, *sweep_args(folder, backend, trials=6, workers=2))
     assert code == 0, err
     assert trial_folders(folder) == [f"trial_{n:04d}" for n in range(6)]
     for name in trial_folders(folder):
@@ -184,7 +196,7 @@ def test_fixed_seed_one_worker_same_parameters_and_values(reference, backend, tm
         n_trials=4, workers=1, sweep_dir=tmp_path / "again", epochs=EPOCHS, seed=5,
         pruner="none", quiet=True,
         options={"dataset": "digits", "num_train": 240, "num_val": 60, "num_test": 60,
-                 "batch_size": 60, "backend": backend.name})
+                 "batch_size": 60, **options_on(backend)})
     assert outcomes(tmp_path / "again") == reference[1]
     assert [(t.number, t.state) for t in result.trials] == [(n, "complete") for n in range(4)]
     values = {n: v for n, (_, v) in reference[1].items()}
@@ -218,7 +230,7 @@ def test_a_trial_is_an_ordinary_run_folder(reference, tmp_path, capsys):
     assert code == 0, err
     assert "resuming" in out and f"epoch {EPOCHS + 1}/{EPOCHS + 1}" in out
     assert history(run)["epoch"] == EPOCHS + 1
-    model = xpnet.load_model(run / "best_model.npz", backend="numpy")
+    model = xpnet.load_model(run / "best_model.npz", backend=xpnet.get_backend("numpy", "cpu"))
     assert type(model).__name__ == "FullyConnectedNet"
 
 
@@ -229,7 +241,7 @@ def test_a_trial_is_an_ordinary_run_folder(reference, tmp_path, capsys):
 def test_killed_worker_trial_resumes_from_its_checkpoint(reference, backend, tmp_path):
     folder = tmp_path / "sweep"
     driver = subprocess.run([sys.executable, str(FAULTS), "kill-worker:1:1",  # after epoch 1
-                             *sweep_args(folder, backend.name, workers=2)],
+                             *sweep_args(folder, backend, workers=2)],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     out, err = driver.stdout, driver.stderr
     assert driver.returncode == 0, err
@@ -255,7 +267,7 @@ def test_killed_driver_then_resume_finishes_exactly_n_trials(optuna, reference, 
     env = {**os.environ, "XPNET_TEST_MARK": marker}
     with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
         driver = subprocess.run([sys.executable, str(FAULTS), "kill-driver:2:2",
-                                 *sweep_args(folder, backend.name, workers=2)],
+                                 *sweep_args(folder, backend, workers=2)],
                                 env=env, cwd=ROOT, stdout=out, stderr=err, timeout=120)
     assert driver.returncode == -signal.SIGKILL, (tmp_path / "err.txt").read_text()
     deadline = time.monotonic() + 15
@@ -286,7 +298,7 @@ def test_second_driver_refused_and_ctrl_c_stops_cleanly(optuna, backend, tmp_pat
     folder, epochs = tmp_path / "sweep", 100
     with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
         driver = subprocess.Popen([sys.executable, "-m", "xpnet",
-                                   *sweep_args(folder, backend.name, trials=2, epochs=epochs)],
+                                   *sweep_args(folder, backend, trials=2, epochs=epochs)],
                                   cwd=ROOT, stdout=out, stderr=err, start_new_session=True,
                                   preexec_fn=default_ctrl_c)
     try:
@@ -297,7 +309,7 @@ def test_second_driver_refused_and_ctrl_c_stops_cleanly(optuna, backend, tmp_pat
             time.sleep(0.02)
         code, _, err = run_cli(capsys, "sweep", "--resume", folder)
         assert_one_line_error(code, err, "already being driven by process", str(driver.pid))
-        code, _, err = run_cli(capsys, *sweep_args(folder, backend.name))
+        code, _, err = run_cli(capsys, *sweep_args(folder, backend))
         assert_one_line_error(code, err, "already holds a sweep", "--resume")
         os.killpg(driver.pid, signal.SIGINT)  # Ctrl-C in the driver's terminal
         assert driver.wait(timeout=60) == 130
@@ -323,7 +335,7 @@ def test_diverging_trial_is_recorded_as_failed(optuna, backend, tmp_path, capsys
     folder = tmp_path / "sweep"
     code, out, err = run_cli(capsys, "sweep", "--sampler", "grid", "--lr", "1e4", "0.05",
                              "--update-rule", "sgd", "--hidden", "16", "--epochs", "2",
-                             "--backend", backend.name, "--sweep-dir", folder, *DATA)
+                             *on(backend), "--sweep-dir", folder, *DATA)
     assert code == 0, err
     trials = trials_of(folder)
     states = {trials[n]["options"]["learning_rate"]: trials[n]["state"] for n in trials}
@@ -352,7 +364,7 @@ def test_an_invalid_combination_is_recorded_as_failed(optuna, backend, tmp_path,
     folder = tmp_path / "sweep"
     code, _, err = run_cli(capsys, "sweep", "--sampler", "grid", "--update-rule", "adam", "sgd",
                            "--weight-decay", "0", "0.01", "--hidden", "16", "--epochs", "1",
-                           "--backend", backend.name, "--sweep-dir", folder, *DATA)
+                           *on(backend), "--sweep-dir", folder, *DATA)
     assert code == 0, err
     trials = trials_of(folder).values()
     assert len(trials) == 4
@@ -370,7 +382,7 @@ def test_pruned_trials_stop_after_the_epoch(optuna, backend, tmp_path):
         {"lr": "1e-3:1e-1:log"}, n_trials=2, sweep_dir=tmp_path / "sweep", epochs=EPOCHS,
         pruner=optuna.pruners.ThresholdPruner(lower=1.5), quiet=True,
         options={"dataset": "digits", "num_train": 240, "num_val": 60, "num_test": 60,
-                 "batch_size": 60, "hidden": [16], "backend": backend.name})
+                 "batch_size": 60, "hidden": [16], **options_on(backend)})
     assert [t.state for t in result.trials] == ["pruned", "pruned"]
     assert result.best_trial is None
     for record in result.trials:
@@ -384,9 +396,11 @@ def test_pruned_trials_stop_after_the_epoch(optuna, backend, tmp_path):
 
 def test_fake_gpu_list_gives_each_worker_its_device(optuna, tmp_path, capsys):
     folder = tmp_path / "sweep"
+    # NumPy on the CPU: the slots are handed out all the same, with or without GPUs.
     code, _, err = run_cli(capsys, "sweep", "--trials", "2", "--gpus", "0,1", "--per-gpu", "1",
                            "--epochs", "1", "--lr", "1e-3:1e-1:log", "--hidden", "16",
-                           "--backend", "numpy", "--sweep-dir", folder, *DATA)
+                           "--backend", "numpy", "--device", "cpu", "--sweep-dir", folder,
+                           *DATA)
     assert code == 0, err
     seen = {}
     for trial in trials_of(folder).values():
@@ -404,9 +418,52 @@ def test_device_slots_and_default_backend(monkeypatch):
     from xpnet.app.sweep import _fixed_options
 
     monkeypatch.delenv("XPNET_BACKEND", raising=False)
+    monkeypatch.delenv("XPNET_DEVICE", raising=False)
     space = SearchSpace.parse({"lr": "1e-3:1e-1"})
-    assert _fixed_options({}, space, None, [])["backend"] == "numpy"  # no GPUs: the CPU
-    assert _fixed_options({}, space, None, ["0"])["backend"] == "auto"
+    no_gpus = _fixed_options({}, space, None, [])
+    assert (no_gpus["backend"], no_gpus["device"]) == ("numpy", None)  # the CPU
+    gpus = _fixed_options({"device": "cpu"}, space, None, ["0"])
+    assert (gpus["backend"], gpus["device"]) == ("auto", "cpu")
+    monkeypatch.setenv("XPNET_DEVICE", "cpu")
+    assert _fixed_options({"backend": "torch"}, space, None, [])["device"] == "cpu"
+
+
+def _torch_cuda_problem() -> str | None:
+    torch = pytest.importorskip("torch")
+    return None if torch.cuda.is_available() else "no CUDA device"
+
+
+def test_gpus_with_torch_give_each_worker_its_gpu_as_cuda():
+    """--gpus pins each worker to one GPU (CUDA_VISIBLE_DEVICES), which torch must then be
+    told to use: the trials' device is cuda, that worker's cuda:0, checked in the driver."""
+    from xpnet.app.sweep import _fixed_options
+    from xpnet.errors import BackendError
+
+    space = SearchSpace.parse({"lr": "1e-3:1e-1"})
+    if _torch_cuda_problem() is None:
+        assert _fixed_options({"backend": "torch"}, space, None, ["0"])["device"] == "cuda"
+    else:  # refused before anything is written, not once per trial
+        with pytest.raises(BackendError, match="torch cannot use device 'cuda'"):
+            _fixed_options({"backend": "torch"}, space, None, ["0"])
+    with pytest.raises(InputError, match="--device cuda:1 does not go with --gpus"):
+        _fixed_options({"backend": "torch", "device": "cuda:1"}, space, None, ["0", "1"])
+
+
+def test_sweep_device_is_recorded_and_bad_devices_are_one_line(optuna, backend, tmp_path,
+                                                               capsys):
+    folder = tmp_path / "sweep"
+    label = device_label(backend)
+    code, _, err = run_cli(capsys, "sweep", "--trials", "1", "--epochs", "1", "--lr",
+                           "1e-3:1e-1", "--hidden", "16", *on(backend), "--sweep-dir", folder,
+                           *DATA)
+    assert code == 0, err
+    assert json.loads((folder / "sweep.json").read_text())["options"]["device"] == label
+    config = json.loads((folder / "trial_0000" / "config.json").read_text())
+    assert (config["backend"], config["device"]) == (backend.name, label)
+    code, _, err = run_cli(capsys, "sweep", "--trials", "1", "--lr", "1e-3:1e-1", "--backend",
+                           "numpy", "--device", "cuda", "--sweep-dir", tmp_path / "s2", *DATA)
+    assert_one_line_error(code, err, "numpy backend runs on the CPU only", "'cuda'")
+    assert not (tmp_path / "s2").exists()
 
 
 # ---------------------------------------------------------------------------
@@ -418,7 +475,7 @@ def test_database_storage(optuna, backend, tmp_path, capsys):
     folder = tmp_path / "sweep"
     code, _, err = run_cli(capsys, "sweep", "--trials", "2", "--storage", url, "--pruner",
                            "median", "--lr", "1e-3:1e-1:log", "--hidden", "16", "--epochs", "2",
-                           "--backend", backend.name, "--sweep-dir", folder, *DATA)
+                           *on(backend), "--sweep-dir", folder, *DATA)
     assert code == 0, err
     assert not (folder / "study.journal").exists()
     name = json.loads((folder / "sweep.json").read_text())["study_name"]
@@ -432,7 +489,7 @@ def test_database_storage(optuna, backend, tmp_path, capsys):
 def test_dask_local_cluster_six_trials_on_two_workers(distributed, reference, backend,
                                                       tmp_path, capsys):
     folder = tmp_path / "sweep"
-    code, out, err = run_cli(capsys, *sweep_args(folder, backend.name, "--executor", "dask",
+    code, out, err = run_cli(capsys, *sweep_args(folder, backend, "--executor", "dask",
                                                  trials=6, workers=2))
     assert code == 0, err
     assert "local Dask cluster" in out
@@ -454,7 +511,7 @@ def test_dask_scheduler_same_parameters_and_values_twice(distributed, reference,
         for name in ("first", "second"):
             folder = tmp_path / name
             code, out, err = run_cli(capsys, *sweep_args(
-                folder, backend.name, "--executor", "dask://" + address[len("tcp://"):]))
+                folder, backend, "--executor", "dask://" + address[len("tcp://"):]))
             assert code == 0, err
             assert f"on Dask at {address}" in out
             assert outcomes(folder) == reference[1]

@@ -38,6 +38,7 @@ from .. import optim
 from .._version import __version__
 from ..backend import BACKEND_NAMES
 from ..errors import RunError, TrainingDivergedError, XpnetError
+from .devices import DEVICE_HELP, device_label, explicit_device
 from .models import MODELS, NORMALIZATION_CHOICES
 from .presets import PRESETS
 from .sweep.space import SEARCHABLE
@@ -162,13 +163,15 @@ def _add_train(sub: Any) -> None:
     run.add_argument("--resume", metavar="RUN",
                      help="continue the run in folder RUN from its latest checkpoint")
     run.add_argument("--backend", metavar="NAME", help=_BACKEND_HELP)
+    run.add_argument("--device", metavar="DEVICE", help=DEVICE_HELP)
     run.add_argument("-q", "--quiet", action="store_true", default=None,
                      help="no progress bar (the epoch lines stay)")
 
 
 #: The training options ``xpnet sweep`` passes to every trial unchanged (besides SEARCHABLE).
 _SWEEP_FIXED = ("model", "preset", "epochs", "schedule", "nesterov", "augment", "test_time_flip",
-                "dataset", "data_dir", "download", "num_train", "num_val", "num_test", "backend")
+                "dataset", "data_dir", "download", "num_train", "num_val", "num_test", "backend",
+                "device")
 #: What ``xpnet sweep --resume`` may change, by argparse dest.
 _SWEEP_RESUMABLE = ("trials", "workers", "executor", "gpus", "per_gpu", "quiet")
 
@@ -210,7 +213,8 @@ def _add_sweep(sub: Any) -> None:
                           "Dask cluster) or dask://HOST:PORT (a running Dask scheduler)")
     run.add_argument("--gpus", metavar="IDS",
                      help="local executor: GPU numbers such as 0,1; each worker sees one "
-                          "(CUDA_VISIBLE_DEVICES); without it trials run on the CPU")
+                          "(CUDA_VISIBLE_DEVICES) and trains on it (cupy or torch); without "
+                          "it trials run on the CPU")
     run.add_argument("--per-gpu", type=int, metavar="N", help="workers per GPU (default 1)")
     run.add_argument("--seed", type=int, metavar="N",
                      help="seeds the sampler and every trial's training (default 0)")
@@ -244,6 +248,10 @@ def _add_sweep(sub: Any) -> None:
     fixed.add_argument("--backend", metavar="NAME",
                        help="the trials' backend (default: $XPNET_BACKEND, else numpy, or auto "
                             "with --gpus)")
+    fixed.add_argument("--device", metavar="DEVICE",
+                       help="the trials' device: cpu, cuda or cuda:INDEX (default: "
+                            "$XPNET_DEVICE, else the backend's; with --gpus: cuda, each "
+                            "worker's own GPU)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "small FullyConnectedNets, with numerical ones in "
                                       "float64; exit 1 if any check fails.")
     grad.add_argument("--backend", metavar="NAME", help=_BACKEND_HELP)
+    grad.add_argument("--device", metavar="DEVICE", help=DEVICE_HELP)
     return parser
 
 
@@ -336,9 +345,9 @@ def _gradcheck(args: argparse.Namespace) -> int:
     from ..backend import get_backend
     from .gradcheck import format_table, run_gradient_checks
 
-    backend = get_backend(args.backend)
+    backend = get_backend(args.backend, explicit_device(args.device))
     results = run_gradient_checks(backend)
-    print(format_table(results, backend.name), flush=True)
+    print(format_table(results, backend.name, device_label(backend)), flush=True)
     return EXIT_OK if all(r.passed for r in results) else EXIT_FAILED
 
 

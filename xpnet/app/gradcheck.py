@@ -232,10 +232,12 @@ def run_gradient_checks(backend: str | Backend | None = None) -> list[CheckResul
     return results
 
 
-def format_table(results: list[CheckResult], backend_name: str) -> str:
+def format_table(results: list[CheckResult], backend_name: str, device: str | None = None
+                 ) -> str:
     """The results as a text table with a summary line."""
     width = max(len(r.name) for r in results)
-    lines = [f"gradient checks on the {backend_name} backend (float64)",
+    where = f" on {device}" if device else ""
+    lines = [f"gradient checks on the {backend_name} backend{where} (float64)",
              f"{'check':<{width}}  {'rel. error':>10}  {'tolerance':>9}  result",
              "-" * (width + 33)]
     for r in results:

@@ -32,6 +32,7 @@ from ..data_utils import default_data_dir
 from ..errors import CheckpointError, InputError, RunError, TrainingDivergedError
 from ..solver import Solver
 from . import data as datasets
+from .devices import device_label, explicit_device
 from .models import MODEL_OPTIONS, build_model, describe_model, model_spec
 from .presets import TRAINING_OPTIONS, preset_options
 from .runs import CURVES, RESULT, WEIGHTS, RunFolder
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 #: Options a resumed run may change; every other one must match the saved run.
-RESUMABLE_OPTIONS = ("epochs", "backend", "data_dir", "download", "quiet")
+RESUMABLE_OPTIONS = ("epochs", "backend", "device", "data_dir", "download", "quiet")
 #: Options that are not part of the saved configuration of a run.
 _NOT_SAVED = ("quiet", "run_dir", "resume")
 _FLAGS = {
@@ -59,7 +60,7 @@ _FLAGS = {
     "batch_size": "--batch-size", "seed": "--seed", "preset": "--preset",
     "dataset": "--dataset", "data_dir": "--data-dir", "num_train": "--num-train",
     "num_val": "--num-val", "num_test": "--num-test", "download": "--download",
-    "backend": "--backend",
+    "backend": "--backend", "device": "--device",
 }
 _NUM_TRAIN_ACC_SAMPLES = 1000
 #: Both data sets (CIFAR-10 and digits) have ten classes.
@@ -115,9 +116,10 @@ def resolve_options(explicit: dict[str, Any], saved: dict[str, Any] | None = Non
                 raise RunError(
                     f"{_flag(key)} {_show(value)} does not match the run being resumed, which "
                     f"used {_flag(key)} {_show(options[key])}; a resumed run keeps its "
-                    f"architecture and settings (only --epochs, --backend, --data-dir, "
-                    f"--no-download may change)")
+                    f"architecture and settings (only --epochs, --backend, --device, "
+                    f"--data-dir, --no-download may change)")
         options.setdefault("model", "fc")  # runs of xpnet 0.1 knew no other model
+        options.setdefault("device", None)  # ... nor devices
         for key in MODEL_OPTIONS:
             options.setdefault(key, None)
         for key, value in TRAINING_OPTIONS.items():  # ... nor the recipe's options
@@ -137,7 +139,7 @@ def resolve_options(explicit: dict[str, Any], saved: dict[str, Any] | None = Non
     options.update({key: None for key in MODEL_OPTIONS if key not in options})
     options.update({"preset": preset, "dataset": "auto", "data_dir": None,
                     "num_train": None, "num_val": None, "num_test": None, "download": True,
-                    "backend": None, "seed": None})
+                    "backend": None, "device": None, "seed": None})
     options.update(given)
     if options["seed"] is None:
         options["seed"] = secrets.randbelow(2**31)
@@ -145,6 +147,7 @@ def resolve_options(explicit: dict[str, Any], saved: dict[str, Any] | None = Non
         options["data_dir"] = str(default_data_dir())
     if options["backend"] is None:
         options["backend"] = os.environ.get("XPNET_BACKEND") or "auto"
+    options["device"] = explicit_device(options["device"])
     return options
 
 
@@ -342,6 +345,16 @@ def _history(solver: Solver, extra: dict[str, Any], status: str) -> dict[str, An
 # The command
 
 
+def _resumed_device(explicit: dict[str, Any], backend: str, saved: dict[str, Any]
+                    ) -> str | None:
+    """A resumed run's device: ``--device``, else ``$XPNET_DEVICE``, else the one it ran on
+    (when it stays on the same backend), else the backend's default."""
+    given = explicit_device(explicit.get("device"))
+    if given is not None:
+        return given
+    return saved.get("device") if backend == saved.get("backend") else None
+
+
 def _load_data(options: dict[str, Any], saved_source: dict[str, Any] | None,
                progress: bool) -> datasets.Dataset:
     sizes = (options["num_train"], options["num_val"], options["num_test"])
@@ -368,7 +381,7 @@ def _describe(options: dict[str, Any], dataset: datasets.Dataset, backend: Any) 
             f"{options['learning_rate']:g} decay {options['lr_decay']:g}, batch "
             f"{options['batch_size']}; "
             f"{src['name']} {src['num_train']}/{src['num_val']}/{src['num_test']}; "
-            f"{backend.name} backend; seed {options['seed']}")
+            f"{backend.name} backend on {device_label(backend)}; seed {options['seed']}")
 
 
 def train(explicit: dict[str, Any], argv: list[str] | None = None, out: TextIO | None = None,
@@ -415,10 +428,11 @@ def train(explicit: dict[str, Any], argv: list[str] | None = None, out: TextIO |
         if explicit.get("backend") is None and saved.get("backend"):
             explicit["backend"] = saved["backend"]  # the backend it ran on, not 'auto'
         options = resolve_options(explicit, saved["args"])
+        options["device"] = _resumed_device(explicit, options["backend"], saved)
     else:
         options = resolve_options(explicit)
     validate_options(options)
-    backend = get_backend(options["backend"])
+    backend = get_backend(options["backend"], options["device"])
     show_bar = not quiet and err.isatty()
 
     dataset = _load_data(options, saved["data"] if saved else None, progress=show_bar)
@@ -475,7 +489,8 @@ def _train_in(run: RunFolder, options: dict[str, Any], dataset: datasets.Dataset
 
     saved_options = {k: v for k, v in options.items() if k not in _NOT_SAVED}
     config = {"xpnet_version": __version__, "argv": list(argv or []), "resumed_with": [],
-              "args": saved_options, "backend": backend.name, "data": dataset.source,
+              "args": saved_options, "backend": backend.name,
+              "device": device_label(backend), "data": dataset.source,
               "model": model_meta}
     if resuming:
         previous = run.read_config()
@@ -520,7 +535,8 @@ def _train_in(run: RunFolder, options: dict[str, Any], dataset: datasets.Dataset
         "test_acc": history["test_acc"], "best_val_acc": solver.best_val_acc,
         "epochs": solver.epoch, "seconds": history["train_seconds"]
         + time.perf_counter() - tested, "seconds_per_epoch": result_history["seconds_per_epoch"],
-        "backend": backend.name, "model": options["model"], "preset": options["preset"],
+        "backend": backend.name, "device": device_label(backend), "model": options["model"],
+        "preset": options["preset"],
         "params_count": model.num_params(), "seed": options["seed"], "data": dataset.source})
     run.interrupted_checkpoint.unlink(missing_ok=True)
     _plot(run, result_history, _first_weights(arrays), dataset.image_shape, err)

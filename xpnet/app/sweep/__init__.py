@@ -25,9 +25,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
+from ..._ops import checks
 from ..._version import __version__
-from ...backend import BACKEND_NAMES
+from ...backend import BACKEND_NAMES, get_backend
 from ...errors import DataError, InputError, SweepError
+from ..devices import explicit_device, gpu_worker_device
 from .driver import Driver, SweepResult, best_of, trial_options
 from .executors import check_executor, make_executor
 from .folder import SPEC, SweepFolder
@@ -54,12 +56,6 @@ _PER_TRIAL = ("seed", "run_dir", "resume", "quiet")
 # Checking a new sweep
 
 
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
 def _known_options() -> set[str]:
     from ..train import resolve_options
 
@@ -82,13 +78,17 @@ def _fixed_options(options: Mapping[str, Any] | None, space: SearchSpace,
             raise InputError(f"{SEARCHABLE[key].flag} is given twice")
         fixed[key] = value
     if epochs is not None:
-        fixed["epochs"] = _positive_int(epochs, "--epochs")
+        fixed["epochs"] = checks.positive_int(epochs, "--epochs")
     if not fixed.get("backend"):
         fixed["backend"] = os.environ.get("XPNET_BACKEND") or ("auto" if gpus else "numpy")
     if fixed["backend"] not in (*BACKEND_NAMES, "auto"):
         raise InputError(f"unknown backend {fixed['backend']!r}; choose one of "
                          f"{', '.join(BACKEND_NAMES)} or auto")
+    device = fixed.get("device")
+    fixed["device"] = gpu_worker_device(device) if gpus else explicit_device(device)
+    get_backend(fixed["backend"], fixed["device"])  # BackendError now, not in every trial
     return fixed
+
 
 def _check_space(fixed: Mapping[str, Any], space: SearchSpace) -> None:
     """Every end of every range (and every choice) must be a valid training option."""
@@ -164,13 +164,14 @@ def run(space: Mapping[str, Any], *, n_trials: int | None = None, workers: int |
         Epochs per trial (default: the preset's).
     options : mapping, optional
         Other training options every trial shares (``dataset``, ``num_train``,
-        ``model``, ``batch_size``, ``backend``, ...).
+        ``model``, ``batch_size``, ``backend``, ``device``, ...).
     sampler : {'tpe', 'random', 'grid'}
     pruner : {'median', 'hyperband', 'none'} or an Optuna pruner
     seed : int
         Seeds the sampler and every trial's training.
     gpus, per_gpu
-        Device ids (``"0,1"``) and workers per device, for the local executor.
+        Device ids (``"0,1"``) and workers per device, for the local executor;
+        each worker trains on its own GPU (``device`` defaults to ``cuda``).
     storage : str, optional
         An Optuna database URL (default: a journal file in the sweep folder).
     quiet : bool
@@ -186,72 +187,91 @@ def run(space: Mapping[str, Any], *, n_trials: int | None = None, workers: int |
 
     Raises
     ------
-    InputError, SweepError
+    InputError, SweepError, BackendError
         For a bad space or setting (before anything is written), a folder that
         holds a sweep, or an error that stops every trial.
     KeyboardInterrupt
         After Ctrl-C, once the running trials have saved their checkpoints.
     """
     _refuse_in_worker_startup()
-    out = out or sys.stdout
-    err = err or sys.stderr
-    optuna = require_optuna()
+    out, err = out or sys.stdout, err or sys.stderr
+    require_optuna()
     parsed = SearchSpace.parse(space)
-    if not parsed.dimensions:
-        raise InputError("nothing to search: give at least one option several values or a "
-                         "range, such as --lr 1e-4:1e-1:log")
-    if sampler not in SAMPLERS:
-        raise InputError(f"unknown sampler {sampler!r}; choose {', '.join(SAMPLERS)}")
-    if isinstance(pruner, str) and pruner not in PRUNERS:
-        raise InputError(f"unknown pruner {pruner!r}; choose {', '.join(PRUNERS)}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InputError(f"--seed must be a non-negative integer, got {seed!r}")
-    if n_trials is None:
-        if sampler != "grid":
-            raise InputError("--trials N is needed: how many trials to run")
-        n_trials = parsed.grid_size()
-    _positive_int(n_trials, "--trials")
-    if sampler == "grid" and n_trials > parsed.grid_size():
-        raise InputError(f"--trials {n_trials} is more than the {parsed.grid_size()} points "
-                         "of the grid")
-    if workers is not None:
-        _positive_int(workers, "--workers")
+    n_trials = _checked_settings(parsed, n_trials, workers, sampler, pruner, seed)
     gpu_ids = check_executor(executor, workers, gpus, per_gpu)
     fixed = _fixed_options(options, parsed, epochs, gpu_ids)
     _check_space(fixed, parsed)
     _resolve_dataset(fixed, progress=not quiet and err.isatty(), err=err)
     fixed.setdefault("epochs", trial_options(fixed, {}, 0)["epochs"])
-    pruner_obj = make_pruner(pruner, fixed["epochs"])
+    spec = {
+        "xpnet_version": __version__, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "argv": list(argv or []), "storage": storage, "n_trials": n_trials,
+        "space": parsed.to_json(), "options": fixed, "sampler": sampler,
+        "pruner": pruner if isinstance(pruner, str) else "custom", "seed": seed,
+        "executor": executor if isinstance(executor, str) else "custom",
+        "gpus": ",".join(gpu_ids) or None, "per_gpu": per_gpu,
+    }
+    return _start(sweep_dir, spec, parsed, make_pruner(pruner, fixed["epochs"]), executor,
+                  workers, gpu_ids, quiet, out, err)
 
+
+def _checked_settings(space: SearchSpace, n_trials: int | None, workers: int | None,
+                      sampler: str, pruner: Any, seed: int) -> int:
+    """Check a new sweep's settings; the number of trials."""
+    if not space.dimensions:
+        raise InputError("nothing to search: give at least one option several values or a "
+                         "range, such as --lr 1e-4:1e-1:log")
+    checks.choice(sampler, SAMPLERS, "sampler")
+    if isinstance(pruner, str):
+        checks.choice(pruner, PRUNERS, "pruner")
+    checks.nonnegative_int(seed, "--seed")
+    if n_trials is None:
+        if sampler != "grid":
+            raise InputError("--trials N is needed: how many trials to run")
+        n_trials = space.grid_size()
+    _check_trials(checks.positive_int(n_trials, "--trials"), sampler, space)
+    if workers is not None:
+        checks.positive_int(workers, "--workers")
+    return n_trials
+
+
+def _check_trials(n_trials: int, sampler: str, space: SearchSpace) -> None:
+    if sampler == "grid" and n_trials > space.grid_size():
+        raise InputError(f"--trials {n_trials} is more than the {space.grid_size()} points "
+                         "of the grid")
+
+
+def _start(sweep_dir: str | os.PathLike | None, spec: dict[str, Any], space: SearchSpace,
+           pruner: Any, executor: Any, workers: int | None, gpu_ids: list[str], quiet: bool,
+           out: TextIO, err: TextIO) -> SweepResult:
+    """Create the sweep's folder and study, then drive it (the folder goes if that fails)."""
+    optuna = require_optuna()
     folder = SweepFolder.create(sweep_dir)
     try:
         with folder.lock() as session:
             if (folder.path / SPEC).exists():
                 raise SweepError(f"{folder.path} already holds a sweep; continue it with "
                                  f"xpnet sweep --resume {folder.path}")
-            pool = make_executor(executor, workers, gpu_ids, per_gpu)
+            pool = make_executor(executor, workers, gpu_ids, spec["per_gpu"])
             try:
-                name = f"{folder.path.name}-{session[:8]}"
-                study = optuna.create_study(study_name=name, direction="maximize",
-                                            storage=open_storage(storage, folder.journal),
-                                            pruner=pruner_obj)
-                spec = {
-                    "xpnet_version": __version__, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-                    "argv": list(argv or []), "study_name": name, "storage": storage,
-                    "n_trials": n_trials, "space": parsed.to_json(), "options": fixed,
-                    "sampler": sampler,
-                    "pruner": pruner if isinstance(pruner, str) else "custom",
-                    "seed": seed, "executor": executor if isinstance(executor, str) else "custom",
-                    "workers": pool.workers, "gpus": ",".join(gpu_ids) or None,
-                    "per_gpu": per_gpu,
-                }
-                folder.write_spec(spec)
-                return Driver(folder, spec, study, parsed, pruner_obj, pool, session, quiet,
-                               out, err).run()
+                spec["study_name"] = f"{folder.path.name}-{session[:8]}"
+                study = optuna.create_study(study_name=spec["study_name"], direction="maximize",
+                                            storage=open_storage(spec["storage"], folder.journal),
+                                            pruner=pruner)
+                return _drive(folder, spec, study, space, pruner, pool, session, quiet, out, err)
             finally:
                 pool.shutdown(kill=True)
     finally:
         folder.discard_if_unused()
+
+
+def _drive(folder: SweepFolder, spec: dict[str, Any], study: Any, space: SearchSpace,
+           pruner: Any, pool: Any, session: str, quiet: bool, out: TextIO, err: TextIO
+           ) -> SweepResult:
+    """Record the settings in ``sweep.json``, then run the trials to the end."""
+    spec["workers"] = pool.workers
+    folder.write_spec(spec)
+    return Driver(folder, spec, study, space, pruner, pool, session, quiet, out, err).run()
 
 
 def resume(sweep_dir: str | os.PathLike, *, n_trials: int | None = None,
@@ -266,8 +286,7 @@ def resume(sweep_dir: str | os.PathLike, *, n_trials: int | None = None,
     was started with a pruner object. Raises as :func:`run`.
     """
     _refuse_in_worker_startup()
-    out = out or sys.stdout
-    err = err or sys.stderr
+    out, err = out or sys.stdout, err or sys.stderr
     optuna = require_optuna()
     folder = SweepFolder.open(sweep_dir)
     spec = folder.read_spec()
@@ -276,12 +295,9 @@ def resume(sweep_dir: str | os.PathLike, *, n_trials: int | None = None,
     spec.update({k: v for k, v in changes.items() if v is not None})
     if gpus is not None:
         spec["gpus"] = gpus if isinstance(gpus, str) else ",".join(map(str, gpus))
-    _positive_int(spec["n_trials"], "--trials")
-    _positive_int(spec["workers"], "--workers")
     space = SearchSpace.from_json(spec["space"])
-    if spec["sampler"] == "grid" and spec["n_trials"] > space.grid_size():
-        raise InputError(f"--trials {spec['n_trials']} is more than the {space.grid_size()} "
-                         "points of the grid")
+    _check_trials(checks.positive_int(spec["n_trials"], "--trials"), spec["sampler"], space)
+    checks.positive_int(spec["workers"], "--workers")
     if spec["pruner"] == "custom" and pruner is None:
         raise SweepError(f"{folder.path} was started with a pruner object; pass it again: "
                          "xpnet.sweep.resume(..., pruner=...)")
@@ -300,12 +316,9 @@ def resume(sweep_dir: str | os.PathLike, *, n_trials: int | None = None,
                              f"{folder.path} already has")
         pool = make_executor(executor, spec["workers"], gpu_ids, spec["per_gpu"])
         try:
-            spec["workers"] = pool.workers
             if isinstance(executor, str):
                 spec["executor"] = executor
-            folder.write_spec(spec)
-            return Driver(folder, spec, study, space, pruner_obj, pool, session, quiet,
-                           out, err).run()
+            return _drive(folder, spec, study, space, pruner_obj, pool, session, quiet, out, err)
         finally:
             pool.shutdown(kill=True)
 
