@@ -218,3 +218,21 @@ def test_the_capturable_step_rebinds_nothing(backend, rule):
         assert value is before[key], f"{key} was rebound by train()"
     assert addresses(after_training) == pointers
 
+
+
+def test_a_custom_rule_assigned_later_ends_the_capture_with_a_warning(backend):
+    solver = make(backend, "sgd", {"learning_rate": 0.05}, capturable=True)
+    calls = []
+
+    def halve(w, dw, config):
+        calls.append(1)
+        return w * 0.5, config
+
+    with pytest.warns(UserWarning, match="runs uncaptured from now on"):
+        solver.update_rule = halve
+    assert not solver.capturable
+    before = {k: xpnet.to_numpy(v).copy() for k, v in solver.model.params.items()}
+    solver._step()
+    assert len(calls) == len(before)
+    for name, value in before.items():
+        np.testing.assert_array_equal(xpnet.to_numpy(solver.model.params[name]), value * 0.5)

@@ -103,6 +103,51 @@ def test_train_ends_with_the_best_epochs_params_and_buffers(backend):
     assert solver.check_accuracy(X_val, y_val) == solver.best_val_acc
 
 
+class Quadratic:
+    """``loss = 0.5 * sum((p - target)**2)``: each gradient is ``p - target`` whatever
+    the batch, so the trajectory is the update rule's alone."""
+
+    num_classes = 2
+
+    def __init__(self, backend):
+        rng = np.random.default_rng(3)
+        self.backend = backend
+        self.start = {"W": rng.standard_normal((3, 2)), "b": rng.standard_normal(2)}
+        self.target = {"W": rng.standard_normal((3, 2)), "b": rng.standard_normal(2)}
+        self.params = {k: backend.asarray(v) for k, v in self.start.items()}
+
+    def loss(self, X, y=None):
+        xp = self.backend.xp
+        if y is None:
+            return xp.zeros((X.shape[0], 2), dtype=xp.float64, device=self.backend.device)
+        grads = {k: v - self.backend.asarray(self.target[k]) for k, v in self.params.items()}
+        return sum(0.5 * xp.sum(g * g) for g in grads.values()), grads
+
+
+def test_a_rule_assigned_after_init_is_the_one_used(backend):
+    model = Quadratic(backend)
+    X, y = np.zeros((20, 1)), np.zeros(20, dtype=np.int64)
+    solver = Solver(model, {"X_train": X, "y_train": y, "X_val": X, "y_val": y},
+                    update_rule="sgd", optim_config={"learning_rate": 0.1}, batch_size=10,
+                    verbose=False, seed=0)
+    solver.update_rule = lambda w, dw, config: (w - 0.5 * dw, config)  # the course's way
+    for _ in range(3):
+        solver._step()
+    for k, start in model.start.items():  # p - target halves every step
+        expected = model.target[k] + (start - model.target[k]) * 0.5**3
+        np.testing.assert_allclose(xpnet.to_numpy(model.params[k]), expected, rtol=1e-12)
+    now = params_of(model)
+    solver.update_rule = xpnet.optim.sgd_momentum  # a built-in rule: updated in place
+    assert solver._inplace_update is not None
+    for _ in range(2):
+        solver._step()
+    for k, p in now.items():  # v1 = -lr g1, p1 = p + v1; v2 = 0.9 v1 - lr g2, p2 = p1 + v2
+        v1 = -0.1 * (p - model.target[k])
+        p1 = p + v1
+        p2 = p1 + (0.9 * v1 - 0.1 * (p1 - model.target[k]))
+        np.testing.assert_allclose(xpnet.to_numpy(model.params[k]), p2, rtol=1e-12)
+
+
 def test_verbose_output_follows_cs231n(backend, capsys):
     data = small_data()
     model = FullyConnectedNet([8], input_dim=12, num_classes=4, seed=1, backend=backend)
