@@ -325,6 +325,20 @@ def test_disk_full_mid_save_keeps_previous_files(backend_env, tmp_path, capsys, 
     assert json.loads((run / "config.json").read_text())["args"]["epochs"] == 3
 
 
+def test_the_one_json_writer_is_atomic_and_the_reader_forgiving(tmp_path):
+    path = tmp_path / "state.json"
+    files_module.write_json(path, {"a": [1, 2], "b": None})
+    assert path.read_text() == '{\n  "a": [\n    1,\n    2\n  ],\n  "b": null\n}\n'
+    with pytest.raises(TypeError):
+        files_module.write_json(path, {"a": object()})  # not JSON: the old file stays
+    assert json.loads(path.read_text()) == {"a": [1, 2], "b": None} and no_temp_files(tmp_path)
+    assert files_module.read_json_object(path) == {"a": [1, 2], "b": None}
+    (tmp_path / "half.json").write_text('{"a": [1, ')
+    (tmp_path / "list.json").write_text("[1, 2]")
+    for name in ("missing.json", "half.json", "list.json"):
+        assert files_module.read_json_object(tmp_path / name) == {}
+
+
 # ---------------------------------------------------------------------------
 # --device and $XPNET_DEVICE
 

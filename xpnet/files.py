@@ -3,6 +3,9 @@
 :func:`atomic_write` writes to a temporary file in the destination folder,
 flushes, syncs and renames it over the target, so a crash or a full disk
 never leaves a half-written file behind: the previous file stays intact.
+:func:`write_json` is the one JSON writer of run and sweep folders, and
+:func:`read_json_object` the forgiving reader of files another process may
+be rewriting or may have left half done.
 :func:`save_arrays` / :func:`load_arrays` store named NumPy arrays plus a JSON
 header in one ``.npz`` file (no pickle); :mod:`xpnet.checkpoint` defines what
 goes in them.
@@ -21,7 +24,8 @@ import numpy as np
 
 from .errors import CheckpointError
 
-__all__ = ["CheckpointError", "atomic_write", "save_arrays", "load_arrays"]
+__all__ = ["CheckpointError", "atomic_write", "load_arrays", "read_json_object", "save_arrays",
+           "write_json"]
 
 _META_KEY = "__meta__.json"
 
@@ -58,6 +62,29 @@ def atomic_write(path: str | os.PathLike, write: Any, mode: str = "wb") -> Path:
             ) from err
         raise
     return path
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` to ``path`` as indented JSON with a final newline, atomically.
+
+    Raises
+    ------
+    TypeError
+        When ``obj`` is not JSON-ready (nothing is written then).
+    CheckpointError
+        As :func:`atomic_write`.
+    """
+    text = json.dumps(obj, indent=2) + "\n"  # before the file is touched
+    return atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object in ``path``; empty when it is missing, unreadable or not an object."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
 
 
 def save_arrays(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],

@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import checkpoint
 from ..errors import CheckpointError, RunError
-from ..files import atomic_write
+from ..files import write_json
 
 __all__ = ["RunError", "RunFolder"]
 
@@ -125,8 +125,7 @@ class RunFolder:
     # -- JSON ------------------------------------------------------------------
     def write_json(self, name: str, obj: Mapping[str, Any]) -> Path:
         """Write ``obj`` to ``name`` in the folder as JSON, atomically."""
-        text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
-        return atomic_write(self.path / name, lambda f: f.write(text.encode()))
+        return write_json(self.path / name, obj)
 
     def read_json(self, name: str) -> dict[str, Any]:
         """Read the JSON file ``name``.

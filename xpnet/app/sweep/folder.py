@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import SweepError
-from ...files import atomic_write
+from ...files import read_json_object, write_json
 
 __all__ = ["SweepFolder"]
 
@@ -151,17 +151,12 @@ class SweepFolder:
 
     def read_driver(self) -> dict[str, Any]:
         """``driver.json`` (empty when missing or unreadable)."""
-        try:
-            obj = json.loads((self.path / DRIVER).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return obj if isinstance(obj, dict) else {}
+        return read_json_object(self.path / DRIVER)
 
     # -- files ---------------------------------------------------------------------
     def write_json(self, name: str, obj: Mapping[str, Any] | list[Any]) -> Path:
         """Write ``obj`` to ``name`` in the folder as JSON, atomically."""
-        text = json.dumps(obj, indent=2) + "\n"
-        return atomic_write(self.path / name, lambda f: f.write(text.encode()))
+        return write_json(self.path / name, obj)
 
     def read_spec(self) -> dict[str, Any]:
         """``sweep.json``.

@@ -20,7 +20,6 @@ that ends the process when the driver that spawned it is gone.
 from __future__ import annotations
 
 import io
-import json
 import os
 import signal
 import socket
@@ -34,6 +33,8 @@ from typing import Any
 import numpy as np
 
 from ...errors import TrainingDivergedError
+from ...files import read_json_object
+from ..runs import CONFIG, HISTORY, RESULT, RunFolder
 from ..train import StopTraining
 from .folder import DRIVER, JOURNAL
 
@@ -150,14 +151,6 @@ def _exit_with_parent(parent_pid: int) -> None:
 # One trial
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return obj if isinstance(obj, dict) else {}
-
-
 class _EpochReporter:
     """The ``on_epoch`` hook of a trial's training: the driver's lease, then pruning."""
 
@@ -169,7 +162,7 @@ class _EpochReporter:
 
     def __call__(self, epoch: int, val_acc: float) -> None:
         self.epoch, self.value = epoch, float(val_acc)
-        holder = _read_json(Path(self.task.sweep_dir) / DRIVER).get("session")
+        holder = read_json_object(Path(self.task.sweep_dir) / DRIVER).get("session")
         if holder is not None and holder != self.task.session:
             raise _Superseded(f"trial {self.task.number}: a newer driver owns the sweep")
         self.report(epoch, val_acc)
@@ -201,10 +194,10 @@ class _EpochReporter:
 
 def _finished(run: Path, number: int, base: dict[str, Any]) -> TrialOutcome | None:
     """The outcome of a run that already ended (its worker or driver died after)."""
-    history = _read_json(run / "history.json")
+    history = read_json_object(run / HISTORY)
     status = history.get("status")
-    if status == "complete" and (run / "result.json").is_file():
-        result = _read_json(run / "result.json")
+    if status == "complete" and (run / RESULT).is_file():
+        result = read_json_object(run / RESULT)
         return TrialOutcome(number, "complete", result.get("best_val_acc"),
                             result.get("test_acc"), int(history.get("epoch") or 0),
                             float(result.get("seconds") or 0.0), **base)
@@ -221,7 +214,6 @@ def _finished(run: Path, number: int, base: dict[str, Any]) -> TrialOutcome | No
 def _resume_point(run: Path) -> tuple[int, float | None]:
     """The epoch of the run's latest checkpoint and its validation accuracy."""
     from ... import checkpoint
-    from ..runs import RunFolder
 
     latest = RunFolder(run).latest_checkpoint()
     if latest is None:
@@ -244,8 +236,7 @@ def run_trial(task: TrialTask) -> TrialOutcome:
         For what stops every trial alike (missing data, a damaged run folder,
         an unusable backend); the driver then stops the sweep.
     """
-    from ..runs import CONFIG
-    from ..train import train
+    from ..train import train  # looked up at each call (tests/faults.py wraps it)
 
     started = time.perf_counter()
     base = {"device": os.environ.get("CUDA_VISIBLE_DEVICES"),
@@ -290,6 +281,6 @@ def run_trial(task: TrialTask) -> TrialOutcome:
     if result.status == "interrupted":
         return TrialOutcome(task.number, "interrupted", None, None, reporter.epoch, seconds,
                             resumed_from, **base)
-    epochs = int(_read_json(run / "history.json").get("epoch") or reporter.epoch)
+    epochs = int(read_json_object(run / HISTORY).get("epoch") or reporter.epoch)
     return TrialOutcome(task.number, "complete", result.best_val_acc, result.test_acc, epochs,
                         seconds, resumed_from, **base)
