@@ -28,7 +28,7 @@ import pytest
 
 import xpnet
 from xpnet._fast import OPERATIONS, Tolerance, cupy_paths, fast_paths_disabled, fast_paths_enabled
-from xpnet._fast.registry import LIBRARY_MODULES, fast_paths_for
+from xpnet._fast.registry import LIBRARY_MODULES, MORE_LIBRARY_MODULES, fast_paths_for
 from xpnet.backend import backend_problem
 
 PACKAGE = Path(xpnet.__file__).parent
@@ -274,9 +274,10 @@ def test_every_fast_path_function_is_registered(library):
         return
     paths = [p for ps in fast_paths_for(library).values() for p in ps]
     named = {p.impl.__name__ for p in paths} | {p.supports.__name__ for p in paths}
-    unregistered = set(_public_functions(module_name)) - named - helpers
-    assert not unregistered, f"{module_name} defines fast paths without registry entries: " \
-                             f"{sorted(unregistered)}"
+    for module in (module_name, *MORE_LIBRARY_MODULES.get(library, ())):
+        unregistered = set(_public_functions(module)) - named - helpers
+        assert not unregistered, f"{module} defines fast paths without registry " \
+                                 f"entries: {sorted(unregistered)}"
 
 
 def test_every_cupy_source_is_used_by_a_registered_path():
@@ -288,6 +289,7 @@ def test_every_cupy_source_is_used_by_a_registered_path():
 #: the command); the compute modules may not import any array library.
 HOST_MODULES = {"files.py", "checkpoint.py", "data_utils.py", "vis_utils.py",
                 "testing.py", "host.py", "_fast/numpy_paths.py", "_fast/torch_paths.py",
+                "_fast/torch_conv.py",
                 "_fast/cupy_paths.py"}
 ARRAY_LIBRARIES = {"numpy", "torch", "cupy", "array_api_strict"}
 
@@ -313,11 +315,12 @@ def test_only_the_backend_and_fast_path_modules_import_array_libraries():
             offenders[rel] = sorted(libs)
     assert not offenders, f"array libraries imported outside backend/ and _fast: {offenders}"
     # each backend adapter imports its own library (and NumPy, the host's) and no other
-    own = {"torch_adapter.py": {"torch"}, "cupy_adapter.py": {"cupy"}}
+    own = {"torch_adapter.py": {"torch"}, "cupy_adapter.py": {"cupy"}}  # graphs: none
     for path in sorted((PACKAGE / "backend").glob("*.py")):
         libs = _imported_roots(path) & ARRAY_LIBRARIES
         assert libs <= {"numpy"} | own.get(path.name, set()), (path.name, libs)
     assert _imported_roots(PACKAGE / "_fast/torch_paths.py") & ARRAY_LIBRARIES == {"torch"}
+    assert _imported_roots(PACKAGE / "_fast/torch_conv.py") & ARRAY_LIBRARIES == {"torch"}
     assert _imported_roots(PACKAGE / "_fast/numpy_paths.py") & ARRAY_LIBRARIES == {"numpy"}
     # cupy_paths imports CuPy only inside fast_paths(), so it loads without a GPU
     top_level = ast.parse((PACKAGE / "_fast/cupy_paths.py").read_text()).body

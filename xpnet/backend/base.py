@@ -131,6 +131,11 @@ class Backend:
         """Free bytes of device memory (None for the CPU backends: host memory)."""
         return None
 
+    def graph_api(self) -> Any:
+        """Capture and replay of a step (:class:`~xpnet.backend.graphs.GraphAPI`), or None
+        where the library cannot (every backend but torch on CUDA)."""
+        return None
+
     def _host_input(self, x: Any) -> Any:
         """Host data as this library's ``asarray`` wants it."""
         return x

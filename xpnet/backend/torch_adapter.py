@@ -12,8 +12,9 @@ import numpy as np
 
 from ..errors import BackendError
 from .base import Backend
+from .graphs import GraphAPI
 
-__all__ = ["TorchBackend", "torch_cuda_problem"]
+__all__ = ["TorchBackend", "TorchGraphs", "torch_cuda_problem"]
 
 
 def torch_cuda_problem() -> str | None:
@@ -96,6 +97,9 @@ class TorchBackend(Backend):
         free, _ = torch.cuda.mem_get_info(self.device)
         return int(free)
 
+    def graph_api(self) -> GraphAPI | None:
+        return TorchGraphs(self.device) if self.device.type == "cuda" else None
+
     def make_generator(self, seed: int) -> Any:
         import torch
 
@@ -125,3 +129,34 @@ class TorchBackend(Backend):
             out = torch.randn(shape, generator=generator, dtype=dtype, device=self.device)
             return out.mul_(arg) if arg != 1.0 else out
         return torch.rand(shape, generator=generator, dtype=dtype, device=self.device)
+
+
+class TorchGraphs(GraphAPI):
+    """CUDA graphs through ``torch.cuda.CUDAGraph`` on one device."""
+
+    def __init__(self, device: Any) -> None:
+        import torch
+
+        self.device = device
+        self.side = torch.cuda.Stream(device=device)
+
+    def warm_up(self, step):
+        import torch
+
+        self.side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self.side):
+            result = step()
+        torch.cuda.current_stream(self.device).wait_stream(self.side)
+        return result
+
+    def capture(self, step):
+        import torch
+
+        graph = torch.cuda.CUDAGraph()
+        torch.cuda.synchronize(self.device)
+        with torch.cuda.graph(graph):
+            result = step()
+        return graph, result
+
+    def replay(self, graph) -> None:
+        graph.replay()
