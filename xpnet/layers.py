@@ -186,9 +186,8 @@ def _moving_average(running: Array, stat: Array, momentum: float) -> Array:
     can hold the result: the statistics keep their arrays (nothing a captured training
     step writes may be rebound) with the same rounding as the new array."""
     new = momentum * running + (1 - momentum) * stat
-    flags = getattr(running, "flags", None)
-    if (new.dtype != running.dtype or tuple(new.shape) != tuple(running.shape)
-            or (flags is not None and not flags.writeable)):
+    writeable = getattr(getattr(running, "flags", None), "writeable", True)  # NumPy's flag
+    if new.dtype != running.dtype or tuple(new.shape) != tuple(running.shape) or not writeable:
         return new
     running[...] = new
     return running

@@ -175,7 +175,9 @@ class FullyConnectedNet(Model):
             if tuple(value.shape) != (width,):
                 raise InputError(f"buffer {name} must have shape ({width},), got "
                                  f"{tuple(value.shape)}")
-            self.bn_params[i - 1][key] = self.backend.asarray(value)
+            # a copy: batchnorm updates its running statistics in place
+            self.bn_params[i - 1][key] = self.backend.xp.asarray(self.backend.asarray(value),
+                                                                 copy=True)
 
     def set_mode(self, mode: str) -> None:
         """'train' or 'test': dropout and batchnorm behaviour."""
