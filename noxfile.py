@@ -2,6 +2,8 @@
 
     python3 -m nox                          # everything (the README's test command)
     python3 -m nox -s "tests(numpy)"        # one backend
+    python3 -m nox -s "tests(torch)" -- --device cuda    # PyTorch on the GPU
+    python3 -m nox -s "tests(torch)" -- -k sweep -x      # any pytest arguments after --
     python3 -m nox -s lint
 
 The environments come from ``xpnet/_backend_list.py``, the one list of
@@ -69,7 +71,12 @@ def _install_backend(session: nox.Session, backend: str) -> str:
 @nox.session
 @nox.parametrize("backend", ENVIRONMENTS, ids=ENVIRONMENTS)
 def tests(session: nox.Session, backend: str) -> None:
-    """Run the whole suite on one backend."""
+    """Run the whole suite on one backend; arguments after ``--`` go to pytest.
+
+    ``--device cuda`` (or ``cuda:1``) there tests the backend on a GPU: pytest's
+    ``backend`` fixture asks ``xpnet.get_backend(name, device)`` and skips with the
+    reason where that device cannot run.
+    """
     name = _install_backend(session, backend)
     session.install("-e", ".[test,sweep]")
     session.run("pytest", "-q", f"--backend={name}", *session.posargs,
