@@ -425,3 +425,16 @@ def test_group_norm_bad_input(backend):
         layers.spatial_batchnorm_forward(x, g, g, {"mode": "train"})
     with pytest.raises(xpnet.MissingKeyError, match="bn_param has no 'mode'"):
         layers.spatial_batchnorm_forward(x, g[0, :, 0, 0], g[0, :, 0, 0], {})
+
+
+def test_fast_conv_takes_the_registered_library_kernel_where_there_is_one(backend, fast_paths):
+    """On torch conv_forward_fast runs torch's own kernels (a registered fast path,
+    held to the reference by tests/test_fast_registry.py); elsewhere an algorithm of
+    xpnet._ops.conv. Disabled fast paths always give xpnet's own."""
+    x, w, b = rand(backend, 2, 3, 6, 6, seed=1), rand(backend, 4, 3, 3, 3, seed=2), \
+        rand(backend, 4, seed=3)
+    _, cache = fast_layers.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})
+    assert (cache["method"] == "library") == (backend.name == "torch" and fast_paths)
+    with xpnet.fast_paths_disabled():
+        _, cache = fast_layers.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})
+    assert cache["method"] in ("im2col", "shifted", "winograd")

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from . import reference
 from .registry import Operation
 
-__all__ = ["OPERATIONS", "adagrad_", "adam_", "add_window_", "max_pool_tiles_backward",
-           "max_pool_windows",
+__all__ = ["OPERATIONS", "adagrad_", "adam_", "add_window_", "conv2d", "conv2d_backward",
+           "max_pool_tiles_backward", "max_pool_windows",
            "nesterov_momentum_", "normalize_backward", "relu_backward", "rmsprop_", "sgd_",
            "sgd_momentum_"]
 
@@ -115,9 +115,32 @@ max_pool_tiles_backward = Operation(reference.max_pool_tiles_backward, {
     "1x1": _tiles_case((2, 1, 3, 2), 1),
 })
 
+def _conv_case(xs, ws, stride, pad, backward):
+    out_h, out_w = (xs[2] + 2 * pad - ws[2]) // stride + 1, (xs[3] + 2 * pad - ws[3]) // stride + 1
+
+    def build(make):
+        if backward:
+            return ((make((xs[0], ws[0], out_h, out_w), "in"), make(xs, "in"), make(ws, "in"),
+                     stride, pad), {})
+        return ((make(xs, "in"), make(ws, "in"), make((ws[0],), "in"), stride, pad), {})
+
+    return build
+
+
+_CONV_CASES = {
+    "3x3_pad1": ((2, 3, 5, 6), (4, 3, 3, 3), 1, 1),
+    "3x3_stride2": ((2, 3, 7, 7), (2, 3, 3, 3), 2, 0),
+    "5x3_pad2": ((1, 1, 6, 5), (3, 1, 5, 3), 1, 2),
+    "1x1": ((3, 4, 3, 4), (2, 4, 1, 1), 1, 0),
+}
+conv2d = Operation(reference.conv2d, {
+    label: _conv_case(*geometry, backward=False) for label, geometry in _CONV_CASES.items()})
+conv2d_backward = Operation(reference.conv2d_backward, {
+    label: _conv_case(*geometry, backward=True) for label, geometry in _CONV_CASES.items()})
+
 #: Every registered operation, by name.
 OPERATIONS: dict[str, Operation] = {
     op.name: op for op in (sgd_, sgd_momentum_, nesterov_momentum_, rmsprop_, adagrad_, adam_,
                            relu_backward, normalize_backward, add_window_, max_pool_windows,
-                           max_pool_tiles_backward)
+                           max_pool_tiles_backward, conv2d, conv2d_backward)
 }

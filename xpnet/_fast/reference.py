@@ -194,3 +194,55 @@ def max_pool_tiles_backward(dout: Array, x: Array, out: Array, p: int) -> Array:
         if k < p * p - 1:
             rest = xp.where(hit, zero, rest)
     return dx
+
+
+# ---------------------------------------------------------------------------
+# Convolution (the definition a library's own kernels must meet)
+
+def _conv_taps(w: Array, stride: int, out_h: int, out_w: int):
+    for kh in range(w.shape[2]):
+        for kw in range(w.shape[3]):
+            yield kh, kw, _tap(kh, kw, stride, out_h, out_w)
+
+
+def _zero_padded(xp, x: Array, pad: int) -> Array:
+    if pad == 0:
+        return x
+    n, c, h, w = x.shape
+    out = xp.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=x.dtype, device=device(x))
+    out[:, :, pad:pad + h, pad:pad + w] = x
+    return out
+
+
+def conv2d(x: Array, w: Array, b: Array, stride: int, pad: int) -> Array:
+    """Cross-correlation of ``x`` (N, C, H, W) with ``w`` (F, C, HH, WW), zero padding
+    ``pad``, plus ``b`` (F,): (N, F, H', W'), one product per filter tap."""
+    xp = namespace_of(x, w, b, caller="conv2d")
+    out_h = (x.shape[2] + 2 * pad - w.shape[2]) // stride + 1
+    out_w = (x.shape[3] + 2 * pad - w.shape[3]) // stride + 1
+    xpad = _zero_padded(xp, x, pad)
+    out = None
+    for kh, kw, index in _conv_taps(w, stride, out_h, out_w):
+        term = xp.tensordot(w[:, :, kh, kw], xpad[index], axes=([1], [1]))  # (F, N, H', W')
+        out = term if out is None else out + term
+    out = out + xp.reshape(b, (-1, 1, 1, 1))
+    return xp.permute_dims(out, (1, 0, 2, 3))
+
+
+def conv2d_backward(dout: Array, x: Array, w: Array, stride: int, pad: int,
+                    need_dx: bool = True) -> tuple[Array | None, Array, Array]:
+    """``(dx, dw, db)`` of :func:`conv2d` for the output gradient ``dout`` (dx None
+    unless ``need_dx``)."""
+    xp = namespace_of(dout, x, w, caller="conv2d_backward")
+    out_h, out_w = dout.shape[2], dout.shape[3]
+    xpad = _zero_padded(xp, x, pad)
+    dxpad = xp.zeros(xpad.shape, dtype=dout.dtype, device=device(dout))
+    dws = []
+    for kh, kw, index in _conv_taps(w, stride, out_h, out_w):
+        dws.append(xp.tensordot(dout, xpad[index], axes=([0, 2, 3], [0, 2, 3])))  # (F, C)
+        grad = xp.tensordot(w[:, :, kh, kw], dout, axes=([0], [1]))  # (C, N, H', W')
+        dxpad[index] = dxpad[index] + xp.permute_dims(grad, (1, 0, 2, 3))
+    dw = xp.reshape(xp.stack(dws, axis=2), w.shape)
+    h, wd = x.shape[2], x.shape[3]
+    dx = dxpad[:, :, pad:pad + h, pad:pad + wd] if pad else dxpad
+    return dx if need_dx else None, dw, xp.sum(dout, axis=(0, 2, 3))

@@ -25,6 +25,7 @@ __all__ = [
     "EXACT",
     "FastPath",
     "LIBRARY_MODULES",
+    "MORE_LIBRARY_MODULES",
     "Operation",
     "Tolerance",
     "fast_paths_disabled",
@@ -38,6 +39,12 @@ LIBRARY_MODULES: dict[str, str] = {
     "numpy": "xpnet._fast.numpy_paths",
     "torch": "xpnet._fast.torch_paths",
     "cupy": "xpnet._fast.cupy_paths",
+}
+
+#: library -> further modules of its fast paths, loaded with the one above (the torch
+#: convolution kernels live apart from the update rules' paths)
+MORE_LIBRARY_MODULES: dict[str, tuple[str, ...]] = {
+    "torch": ("xpnet._fast.torch_conv",),
 }
 
 _ENABLED: contextvars.ContextVar[bool] = contextvars.ContextVar("xpnet_fast_paths",
@@ -119,7 +126,9 @@ def fast_paths_for(library: str) -> dict[str, tuple[FastPath, ...]]:
     if table is None:
         table = {}
         module_name = LIBRARY_MODULES.get(library)
-        if module_name is not None:
+        names = () if module_name is None else (module_name,
+                                                *MORE_LIBRARY_MODULES.get(library, ()))
+        for module_name in names:
             module = importlib.import_module(module_name)
             for path in module.fast_paths():
                 if path.library != library:

@@ -12,6 +12,9 @@ the filter (Chainer's im2col works this way). Two algorithms use it:
 ``shifted``
     One matrix product per offset, ``W[:, :, kh, kw] @ slice``, summed. The
     same arithmetic without the column matrix: memory of one slice.
+``library``
+    What ``auto`` takes where the array library's own convolution kernels are
+    registered (:mod:`xpnet._fast.torch_conv`: oneDNN on the CPU, cuDNN on CUDA).
 ``winograd``
     3x3 stride-1 filters only: Winograd F(2x2, 3x3) (:mod:`xpnet._ops.winograd`),
     transforms from strided slices and one batched product, 2.25x fewer
@@ -171,9 +174,14 @@ def conv_forward(xp, x: Array, w: Array, b: Array, stride: int, pad: int, method
                  caller: str) -> tuple[Array, dict]:
     """Cross-correlation of ``x`` with ``w`` plus ``b``: ``(out, cache)``."""
     out_h, out_w = conv_geometry(x, w, b, stride, pad, caller)
-    method = choose_method(method, x, w, out_h, out_w, (stride, pad), caller)
     f, c, hh, ww = w.shape
     n = x.shape[0]
+    if method == "auto" and ops.conv2d.select(x, w, b, stride, pad) is not None:
+        # the library's own kernels (torch: oneDNN / cuDNN), a registered fast path
+        return ops.conv2d(x, w, b, stride, pad), {
+            "x": x, "w": w, "b": b, "stride": stride, "pad": pad, "method": "library",
+            "out_shape": (n, f, out_h, out_w)}
+    method = choose_method(method, x, w, out_h, out_w, (stride, pad), caller)
     cache = {"x": x, "w": w, "b": b, "stride": stride, "pad": pad, "method": method,
              "out_shape": (n, f, out_h, out_w)}
     if method == "winograd":
@@ -217,6 +225,8 @@ def conv_backward(xp, dout: Array, cache: dict, caller: str, need_dx: bool = Tru
     """``(dx, dw, db)`` of :func:`conv_forward` (``dx`` None unless ``need_dx``)."""
     x, w, stride, pad = cache["x"], cache["w"], cache["stride"], cache["pad"]
     check_dout(dout, cache["out_shape"], caller)
+    if cache["method"] == "library":
+        return ops.conv2d_backward(dout, x, w, stride, pad, need_dx=need_dx)
     n, f, out_h, out_w = cache["out_shape"]
     _, c, hh, ww = w.shape
     dout_t = _as_matrix(xp, xp.permute_dims(dout, (1, 0, 2, 3)), f)  # (F, N H' W')
