@@ -70,8 +70,11 @@ def test_params_are_views_of_one_buffer(backend, monkeypatch):
         pytest.skip(f"{backend.name} arrays have no guaranteed views: the Solver updates "
                     "parameter by parameter there")
     solver = train(backend, "adam", "float32", True, monkeypatch, epochs=1)
-    solver._step()  # train() ends by restoring the best parameters; a step packs again
     flat = solver.updater.flat
+    assert flat is not None and flat.current(solver.model.params, solver.optim_configs), \
+        "train() restores the best parameters into the flat buffer, in place"
+    solver._step()
+    assert solver.updater.flat is flat  # and the next step needs no packing
     assert flat is not None and len(flat.groups) == 1
     group = flat.groups[0]
     assert group.w.shape == (sum(int(np.prod(s)) for s in group.shapes),)

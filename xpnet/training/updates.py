@@ -35,7 +35,8 @@ from .._ops.flat import VIEW_LIBRARIES, FlatParams
 from ..backend import Backend
 
 __all__ = ["CapturableStep", "CourseUpdate", "FlatUpdate", "InPlaceUpdate", "UpdateStrategy",
-           "capture_problem", "choose", "fresh_configs", "rule_name", "try_capture"]
+           "capture_problem", "choose", "fresh_configs", "rule_label", "rule_name",
+           "try_capture"]
 
 Params = dict[str, Any]
 Configs = dict[str, dict[str, Any]]
