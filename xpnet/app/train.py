@@ -451,42 +451,64 @@ def train(explicit: dict[str, Any], argv: list[str] | None = None, out: TextIO |
 def _train_in(run: RunFolder, options: dict[str, Any], dataset: datasets.Dataset, backend: Any,
               resuming: bool, argv: list[str] | None, out: TextIO, err: TextIO,
               show_bar: bool, on_epoch: Callable[[int, float], None] | None) -> TrainResult:
-    data = dataset.data
-    num_classes = NUM_CLASSES
-    model = build_model(options, dataset.image_shape, num_classes, backend)
-    ipe = max(len(data["X_train"]) // options["batch_size"], 1)
+    """Build, resume and train the run's model in ``run``, then test and picture it."""
+    model = build_model(options, dataset.image_shape, NUM_CLASSES, backend)
     model_meta = checkpoint.model_meta(model)
     history: dict[str, Any] = {"train_seconds": 0.0, "timed_iterations": 0, "model": model_meta,
                                "input_shape": list(dataset.image_shape)}
     monitor = _Monitor(run, model, history, show_bar, out, err, on_epoch)
-    solver = Solver(model, {k: data[k] for k in ("X_train", "y_train", "X_val", "y_val")},
-                    update_rule=options["update_rule"], optim_config=optim_config(options),
-                    lr_decay=float(options["lr_decay"]), batch_size=options["batch_size"],
-                    num_epochs=options["epochs"], num_train_samples=_NUM_TRAIN_ACC_SAMPLES,
-                    num_val_samples=None, checkpoint_name=run.checkpoint_name, print_every=ipe,
-                    verbose=False, seed=options["seed"], callback=monitor,
-                    lr_schedule=schedules.get_schedule(
-                        None if options["schedule"] == "none" else options["schedule"],
-                        warmup=float(options["warmup"])),
-                    augment=RandomCropFlip(pad=4) if options["augment"] else None,
-                    test_time_flip=bool(options["test_time_flip"]))
+    solver = _make_solver(model, dataset.data, options, run, monitor)
+    if resuming:
+        _resume(solver, run, history, out)
+    _write_config(run, options, dataset, backend, model_meta, argv, resuming)
+    print(f"xpnet: {_describe(options, dataset, backend)}; run folder {run.path}",
+          file=out, flush=True)
+    stopped = _run_solver(solver, run, history, monitor)
+    if stopped is not None:
+        return stopped
+    return _finish(run, model, solver, history, options, dataset, backend, err)
 
-    resume_from = run.latest_checkpoint() if resuming else None
-    if resume_from is not None:
-        try:
-            solver.load_checkpoint(str(resume_from))
-        except (InputError, CheckpointError) as error:
-            raise RunError(f"cannot resume {run.path}: {error}") from None
-        previous = run.read_history() or {}
-        for key in ("train_seconds", "timed_iterations", "best_epoch"):
-            if key in previous:
-                history[key] = previous[key]
-        print(f"xpnet: resuming {run.path} at iteration {solver.iteration}/"
-              f"{solver.num_iterations} from {resume_from.name}", file=out, flush=True)
-    elif resuming:
+
+def _make_solver(model: Any, data: dict[str, Any], options: dict[str, Any], run: RunFolder,
+                 monitor: _Monitor) -> Solver:
+    """The run's Solver: the options' rule, recipe and seed, checkpoints in ``run``."""
+    ipe = max(len(data["X_train"]) // options["batch_size"], 1)
+    schedule = None if options["schedule"] == "none" else options["schedule"]
+    return Solver(model, {k: data[k] for k in ("X_train", "y_train", "X_val", "y_val")},
+                  update_rule=options["update_rule"], optim_config=optim_config(options),
+                  lr_decay=float(options["lr_decay"]), batch_size=options["batch_size"],
+                  num_epochs=options["epochs"], num_train_samples=_NUM_TRAIN_ACC_SAMPLES,
+                  num_val_samples=None, checkpoint_name=run.checkpoint_name, print_every=ipe,
+                  verbose=False, seed=options["seed"], callback=monitor,
+                  lr_schedule=schedules.get_schedule(schedule, warmup=float(options["warmup"])),
+                  augment=RandomCropFlip(pad=4) if options["augment"] else None,
+                  test_time_flip=bool(options["test_time_flip"]))
+
+
+def _resume(solver: Solver, run: RunFolder, history: dict[str, Any], out: TextIO) -> None:
+    """Load the run's latest checkpoint (and its timings) into ``solver``, if it has one."""
+    resume_from = run.latest_checkpoint()
+    if resume_from is None:
         print(f"xpnet: {run.path} has no checkpoint yet; training it from the start",
               file=out, flush=True)
+        return
+    try:
+        solver.load_checkpoint(str(resume_from))
+    except (InputError, CheckpointError) as error:
+        raise RunError(f"cannot resume {run.path}: {error}") from None
+    previous = run.read_history() or {}
+    for key in ("train_seconds", "timed_iterations", "best_epoch"):
+        if key in previous:
+            history[key] = previous[key]
+    print(f"xpnet: resuming {run.path} at iteration {solver.iteration}/"
+          f"{solver.num_iterations} from {resume_from.name}", file=out, flush=True)
 
+
+def _write_config(run: RunFolder, options: dict[str, Any], dataset: datasets.Dataset,
+                  backend: Any, model_meta: dict[str, Any], argv: list[str] | None,
+                  resuming: bool) -> None:
+    """``config.json``: the options, backend and device, data and model; a resumed run
+    keeps its first command line and adds this one."""
     saved_options = {k: v for k, v in options.items() if k not in _NOT_SAVED}
     config = {"xpnet_version": __version__, "argv": list(argv or []), "resumed_with": [],
               "args": saved_options, "backend": backend.name,
@@ -497,9 +519,12 @@ def _train_in(run: RunFolder, options: dict[str, Any], dataset: datasets.Dataset
         config["argv"] = previous.get("argv", [])
         config["resumed_with"] = [*previous.get("resumed_with", []), list(argv or [])]
     run.write_config(config)
-    print(f"xpnet: {_describe(options, dataset, backend)}; run folder {run.path}",
-          file=out, flush=True)
 
+
+def _run_solver(solver: Solver, run: RunFolder, history: dict[str, Any], monitor: _Monitor
+                ) -> TrainResult | None:
+    """Train; the result of a Ctrl-C (None when training ended), with the history written
+    for every way it can stop."""
     before = _mtime(run.interrupted_checkpoint)
     monitor.start(solver)
     try:
@@ -523,12 +548,17 @@ def _train_in(run: RunFolder, options: dict[str, Any], dataset: datasets.Dataset
         raise
     finally:
         monitor.close()
+    return None
 
-    # The best model, exactly as saved, is what is tested and pictured.
+
+def _finish(run: RunFolder, model: Any, solver: Solver, history: dict[str, Any],
+            options: dict[str, Any], dataset: datasets.Dataset, backend: Any, err: TextIO
+            ) -> TrainResult:
+    """Test the best model, exactly as saved; write ``result.json`` and the plots."""
     arrays, _ = run.load_model()
     checkpoint.load_state(model, arrays, source=str(run.best_model_path))
     tested = time.perf_counter()
-    history["test_acc"] = solver.check_accuracy(data["X_test"], data["y_test"])
+    history["test_acc"] = solver.check_accuracy(dataset.data["X_test"], dataset.data["y_test"])
     result_history = _history(solver, history, "complete")
     run.write_history(result_history)
     run.write_json(RESULT, {
