@@ -20,6 +20,16 @@ import xpnet
 from xpnet import FullyConnectedNet, Solver
 from xpnet._ops.counter_random import CounterStream
 from xpnet.augment import RandomCropFlip
+from xpnet.nn import (
+    Affine,
+    BatchNorm,
+    Conv,
+    Dropout,
+    Flatten,
+    ReLU,
+    Sequential,
+    SpatialBatchNorm,
+)
 
 
 def other_backends():
@@ -184,11 +194,21 @@ def addresses(arrays):
     return {k: v.data_ptr() for k, v in arrays.items() if hasattr(v, "data_ptr")}
 
 
+def capture_model(kind, backend):
+    if kind == "fc":
+        model = FullyConnectedNet([10, 8], input_dim=48, num_classes=4, dropout_keep_ratio=0.8,
+                                  normalization="batchnorm", seed=1, backend=backend)
+        model.dropout_param.pop("seed")  # masks from the Solver's stream
+        return model
+    return Sequential(Conv(4), SpatialBatchNorm(), ReLU(), Dropout(0.8), Flatten(),
+                      Affine(8), BatchNorm(), ReLU(), Affine(4), input_shape=(3, 4, 4),
+                      seed=1, backend=backend)
+
+
+@pytest.mark.parametrize("kind", ["fc", "sequential"])
 @pytest.mark.parametrize("rule", ["sgd_momentum", "adam"])
-def test_the_capturable_step_rebinds_nothing(backend, rule):
-    model = FullyConnectedNet([10, 8], input_dim=48, num_classes=4, dropout_keep_ratio=0.8,
-                              normalization="batchnorm", seed=1, backend=backend)
-    model.dropout_param.pop("seed")  # masks from the Solver's stream
+def test_the_capturable_step_rebinds_nothing(backend, rule, kind):
+    model = capture_model(kind, backend)
     solver = Solver(model, data(), update_rule=rule, optim_config={"learning_rate": 1e-2},
                     lr_decay=0.8, batch_size=20, num_epochs=2, verbose=False, seed=5,
                     capturable=True)
@@ -204,12 +224,15 @@ def test_the_capturable_step_rebinds_nothing(backend, rule):
     state_arrays = 1 if rule == "sgd_momentum" else 2  # velocity; m and v
     assert sum(k.startswith("optim/") for k in before) == state_arrays * len(model.params)
     assert sum(k.startswith("buffers/") for k in before) == 4  # two batchnorm layers
+    first_w = next(k for k in before if k.startswith("params/") and "W" in k)
+    last_var = [k for k in before if k.startswith("buffers/") and "running_var" in k][-1]
     for key, value in after.items():
         assert value is before[key], f"{key} was rebound"
     assert addresses(after) == pointers
     # and the step did write them
-    for key in ("params/W1", "buffers/running_mean1", "buffers/running_var2", "counter",
-                "loss_position", f"optim/W1/{'velocity' if rule == 'sgd_momentum' else 'm'}"):
+    state = "velocity" if rule == "sgd_momentum" else "m"
+    for key in (first_w, last_var, "counter", "loss_position",
+                f"optim/{first_w[len('params/'):]}/{state}"):
         assert not np.array_equal(xpnet.to_numpy(after[key]), values[key]), key
     assert len(solver.loss_history) == 4
     solver.train()  # epoch ends, accuracy checks, decay and the best state restored
