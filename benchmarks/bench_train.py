@@ -3,6 +3,7 @@
     python benchmarks/bench_train.py                              # (a)-(d) and cnn, 4 rounds
     python benchmarks/bench_train.py --workloads fc-a --rounds 6 --threads 2
     python benchmarks/bench_train.py --workloads cnn --samples 10000 --json cnn.json
+    python benchmarks/bench_train.py --workloads convnet --epochs 0 --rounds 3
 
 Workloads (CIFAR-shaped inputs 3x32x32 -> 10 classes, Adam lr 1e-3, synthetic
 N(0, 1) data unless ``--data-dir`` points at CIFAR-10):
@@ -12,6 +13,9 @@ N(0, 1) data unless ``--data-dir`` points at CIFAR-10):
     fc-c  hidden [1024, 1024], batch 256, float32
     fc-d  (a) in float64
     cnn   ThreeLayerConvNet, 32 7x7 filters, hidden 100, batch 50
+    convnet  the --preset convnet network (width 16, conv-BN-ReLU x 6, 3 pools, global
+          average, affine), SGD Nesterov lr 0.05, batch 128; with --epochs 0 only the
+          step (an epoch is minutes)
 
 For each workload, each implementation (``--impls``; see benchmarks/worker.py)
 runs in a fresh process per round: xpnet's real ``Solver.train()`` for one
@@ -35,6 +39,7 @@ DEFAULT_IMPLS = {
     "fc": ["xpnet-numpy", "xpnet-torch", "torch", "torch-foreach", "torch-fused",
            "torch-fused-malloc", "floor-numpy"],
     "cnn": ["xpnet-numpy", "xpnet-torch", "torch", "torch-fused"],
+    "convnet": ["xpnet-numpy", "xpnet-torch", "torch", "torch-cl"],
 }
 
 
@@ -55,7 +60,7 @@ def main() -> int:
     jobs = []
     for workload in args.workloads.split(","):
         impls = (args.impls.split(",") if args.impls
-                 else DEFAULT_IMPLS["cnn" if workload == "cnn" else "fc"])
+                 else DEFAULT_IMPLS.get(workload, DEFAULT_IMPLS["fc"]))
         jobs += [Job(workload, impl, extra) for impl in impls]
     info = machine()
     print(f"{info.get('cpu')}, {args.threads} threads, load average at start "

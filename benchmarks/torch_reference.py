@@ -77,6 +77,34 @@ def build_cnn(
                                fc1, torch.nn.ReLU(), fc2)
 
 
+class _ChannelsLast(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last)
+
+
+def build_convnet(in_channels: int, width: int, num_classes: int, dtype: torch.dtype,
+                  device: torch.device, channels_last: bool = False, seed: int = 0
+                  ) -> torch.nn.Sequential:
+    """xpnet's ``convnet`` (xpnet/app/models.py): three stages of two 3x3 conv - BN -
+    ReLU (width, 2 width, 4 width channels) each followed by 2x2 max pooling, then
+    global average pooling and a Linear layer; torch's default initialization."""
+    torch.manual_seed(seed)
+    layers: list[torch.nn.Module] = [_ChannelsLast()] if channels_last else []
+    c = in_channels
+    for stage in (1, 2, 4):
+        for _ in range(2):
+            layers += [torch.nn.Conv2d(c, stage * width, 3, padding=1, dtype=dtype,
+                                       device=device),
+                       torch.nn.BatchNorm2d(stage * width, dtype=dtype, device=device),
+                       torch.nn.ReLU()]
+            c = stage * width
+        layers.append(torch.nn.MaxPool2d(2))
+    layers += [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+               torch.nn.Linear(c, num_classes, dtype=dtype, device=device)]
+    net = torch.nn.Sequential(*layers)
+    return net.to(memory_format=torch.channels_last) if channels_last else net
+
+
 class TorchTrainer:
     """Adam training of :func:`build_net` on a data set held on ``device``.
 

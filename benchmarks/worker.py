@@ -7,7 +7,10 @@ two array libraries' thread pools into one timing). Workloads:
     FullyConnectedNet + Adam on CIFAR-shaped data (see :data:`FC_CONFIGS`).
 ``cnn``
     ThreeLayerConvNet (32 7x7 filters, hidden 100) + Adam, batch 50.
-``conv-course``, ``conv-cnn``, ``conv-big``
+``convnet``
+    The ``--preset convnet`` network (width 16: 3->16->16, pool, 32, 32, pool, 64,
+    64, pool, global average, affine; conv-BN-ReLU) + SGD Nesterov, batch 128.
+``conv-course``, ``conv-cnn``, ``conv-big``, ``conv-c3`` ... ``conv-c64``
     One convolution's forward and backward pass (see :data:`CONV_CONFIGS`).
 
 Implementations: ``xpnet-numpy``, ``xpnet-torch``, ``xpnet-strict`` (xpnet's
@@ -16,8 +19,8 @@ Solver on that backend), ``torch`` / ``torch-foreach`` / ``torch-fused``
 malloc setting that xpnet's Solver makes, see ``xpnet/_ops/allocator.py``),
 ``floor-numpy`` / ``floor-torch`` (the
 matmuls of one FC iteration, nothing else); for the conv workloads
-``xpnet-numpy[-im2col|-strides]``, ``xpnet-torch`` and ``torch`` (``conv2d``
-with autograd).
+``xpnet-numpy[-im2col|-strides|-winograd]``, ``xpnet-torch[-...]`` and ``torch``
+(``conv2d`` with autograd); for ``convnet`` also ``torch-cl`` (channels_last).
 
 Training workloads report ``epoch_s`` (one whole epoch through the real
 ``Solver.train()``, accuracy checks included, or the PyTorch loop with the
@@ -57,7 +60,16 @@ CONV_CONFIGS = {
     "conv-course": ((100, 3, 31, 31), (25, 3, 3, 3), 2, 1),  # the course's timing cell
     "conv-cnn": ((50, 3, 32, 32), (32, 3, 7, 7), 1, 3),  # ThreeLayerConvNet's layer
     "conv-big": ((128, 64, 32, 32), (64, 64, 3, 3), 1, 1),
+    # the convnet preset's layers (width 16, batch 128): the first, then one per stage
+    "conv-c3": ((128, 3, 32, 32), (16, 3, 3, 3), 1, 1),
+    "conv-c16": ((128, 16, 32, 32), (16, 16, 3, 3), 1, 1),
+    "conv-c32": ((128, 32, 16, 16), (32, 32, 3, 3), 1, 1),
+    "conv-c64": ((128, 64, 8, 8), (64, 64, 3, 3), 1, 1),
 }
+#: the convnet preset's network and optimizer: width 16, batch 128, SGD Nesterov
+CONVNET_CONFIG = {"width": 16, "batch": 128, "learning_rate": 0.05, "momentum": 0.9}
+#: training workloads that are not FC_CONFIGS
+CONV_TRAINING = ("cnn", "convnet")
 
 
 def peak_rss_mb() -> float:
@@ -141,6 +153,13 @@ def xpnet_backend(impl: str):
 def xpnet_model(workload: str, backend):
     import xpnet
 
+    if workload == "convnet":
+        from xpnet.app.models import convnet
+        from xpnet.nn import Sequential
+
+        c = CONVNET_CONFIG
+        return Sequential(*convnet(c["width"], NUM_CLASSES), input_shape=INPUT_SHAPE,
+                          dtype="float32", seed=0, backend=backend), c["batch"], "float32"
     if workload == "cnn":
         c = CNN_CONFIG
         return xpnet.ThreeLayerConvNet(num_filters=c["num_filters"],
@@ -159,9 +178,15 @@ def xpnet_training(workload: str, impl: str, args: argparse.Namespace) -> dict[s
     model, batch, dtype = xpnet_model(workload, backend)
     data = make_data(args.samples, dtype, args.data_dir)
 
+    rule, config = "adam", {"learning_rate": LEARNING_RATE}
+    if workload == "convnet":
+        rule = "sgd_momentum"
+        config = {"learning_rate": CONVNET_CONFIG["learning_rate"],
+                  "momentum": CONVNET_CONFIG["momentum"], "nesterov": True}
+
     def solver_for(m, epochs=1):
-        return xpnet.Solver(m, data, update_rule="adam",
-                            optim_config={"learning_rate": LEARNING_RATE}, batch_size=batch,
+        return xpnet.Solver(m, data, update_rule=rule, optim_config=dict(config),
+                            batch_size=batch,
                             num_epochs=epochs, num_train_samples=1000, print_every=10**9,
                             verbose=False, seed=0)
 
@@ -202,10 +227,27 @@ def torch_training(workload: str, impl: str, args: argparse.Namespace) -> dict[s
 
         reuse_freed_memory()
         impl = impl.removesuffix("-malloc")
+    channels_last = impl.endswith("-cl")  # torch-cl: the convnet in channels_last
+    impl = impl.removesuffix("-cl")
     adam = {"torch": "default", "torch-foreach": "foreach", "torch-fused": "fused"}[impl]
     if adam == "fused":
         adam = fused_adam_kind(device, torch.float32)
-    if workload == "cnn":
+    if workload == "convnet":
+        from torch_reference import build_convnet
+
+        c = CONVNET_CONFIG
+        dtype, batch = torch.float32, c["batch"]
+        data = make_data(args.samples, "float32", args.data_dir)
+
+        def new_trainer():
+            net = build_convnet(INPUT_SHAPE[0], c["width"], NUM_CLASSES, dtype, device,
+                                channels_last=channels_last)
+            trainer = TorchTrainer(data["X_train"], data["y_train"], None, None, 0.0, batch,
+                                   dtype, device, net=net)
+            trainer.opt = torch.optim.SGD(net.parameters(), lr=c["learning_rate"],
+                                          momentum=c["momentum"], nesterov=True)
+            return trainer
+    elif workload == "cnn":
         c = CNN_CONFIG
         dtype, batch = torch.float32, c["batch"]
         data = make_data(args.samples, "float32", args.data_dir)
@@ -233,8 +275,9 @@ def torch_training(workload: str, impl: str, args: argparse.Namespace) -> dict[s
         trainer.flush()
 
     warm_up(step, args)
-    result: dict[str, Any] = {"step_ms": blocks(step, args.block, args.blocks),
-                              "note": f"torch.optim.Adam({adam})"}
+    note = ("torch.optim.SGD(nesterov)" + (", channels_last" if channels_last else "")
+            if workload == "convnet" else f"torch.optim.Adam({adam})")
+    result: dict[str, Any] = {"step_ms": blocks(step, args.block, args.blocks), "note": note}
     if args.epochs:
         fresh = new_trainer()
         iterations = max(args.samples // batch, 1) * args.epochs
@@ -309,16 +352,14 @@ def conv_layer(workload: str, impl: str, args: argparse.Namespace) -> dict[str, 
             xt.grad = wt.grad = bt.grad = None
     else:
         from xpnet import fast_layers
-        from xpnet._ops import conv as conv_ops
 
         name, _, method = impl.partition("-")[2].partition("-")
         backend = xpnet_backend(f"xpnet-{name}")
         xd, wd, bd = (backend.asarray(a) for a in (x, w, b))
         forward = {"": fast_layers.conv_forward_fast, "im2col": fast_layers.conv_forward_im2col,
-                   "strides": fast_layers.conv_forward_strides}[method]
-        out_h = (xs[2] + 2 * pad - ws[2]) // stride + 1
-        result["method"] = conv_ops.choose_method({"": "auto", "strides": "shifted"}.get(
-            method, method), x, w, out_h, out_h)
+                   "strides": fast_layers.conv_forward_strides,
+                   "winograd": fast_layers.conv_forward_winograd}[method]
+        result["method"] = forward(xd, wd, bd, {"stride": stride, "pad": pad})[1]["method"]
 
         def step() -> None:
             out, cache = forward(xd, wd, bd, {"stride": stride, "pad": pad})
