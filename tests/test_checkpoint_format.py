@@ -127,6 +127,28 @@ def test_a_checkpoint_of_another_trajectory_is_refused(backend, tmp_path, saved,
         np.testing.assert_array_equal(xpnet.to_numpy(value), before[name])
 
 
+def plain_sgd(w, dw, config):
+    return w - 0.01 * dw, config
+
+
+def halving(w, dw, config):
+    return 0.5 * w, config
+
+
+def test_custom_rules_are_told_apart_by_name(backend, tmp_path):
+    _, path = saved_solver(backend, tmp_path, update_rule=plain_sgd)
+    _, meta = checkpoint.read(path)
+    assert meta["solver"]["update_function"].endswith("test_checkpoint_format.plain_sgd")
+    fresh_solver(backend, update_rule=plain_sgd).load_checkpoint(path)
+    with pytest.raises(xpnet.CheckpointError, match=r"plain_sgd'.*halving"):
+        fresh_solver(backend, update_rule=halving).load_checkpoint(path)
+    # a file of an earlier release named no function: nothing to compare
+    arrays, meta = checkpoint.read(path)
+    del meta["solver"]["update_function"], meta["solver"]["stream"]
+    save_arrays(tmp_path / "old.npz", arrays, meta)
+    fresh_solver(backend, update_rule=halving).load_checkpoint(str(tmp_path / "old.npz"))
+
+
 def test_a_checkpoint_of_the_same_trajectory_loads(backend, tmp_path):
     solver, path = saved_solver(backend, tmp_path, update_rule="adam", device_random=True)
     again = fresh_solver(backend, update_rule=xpnet.optim.adam, device_random=True)
