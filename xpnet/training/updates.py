@@ -16,8 +16,14 @@
     parameter), NumPy view by view (which spares the gradients' copy: its update
     is memory bound either way);
 :class:`CapturableStep`
-    ``capturable=True``: the learning rate and Adam's step count are device
-    scalars (:class:`xpnet._ops.capture.CapturableUpdate`), nothing is rebound.
+    ``capturable=True``, a step that can be captured once and replayed (a CUDA
+    graph): the learning rate and Adam's step count are device scalars with the
+    bias corrections computed there (:class:`xpnet._ops.capture.CapturableUpdate`).
+    With the Solver's counter-based stream, its loss buffer and the training set on
+    the device, the step has no host input and no synchronization, and nothing it
+    writes (parameters, optimizer state, running statistics, losses) is rebound.
+    :func:`capture_problem` says when this cannot be (another rule, a per-iteration
+    schedule, mixed dtypes, the training set on the host).
 
 The in-place strategies never change an array they did not make: a parameter
 the model or a user put there is copied once, at the first step that sees it.
