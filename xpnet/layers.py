@@ -9,18 +9,21 @@ positions); :mod:`xpnet.fast_layers` has the same layers without the loop.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from array_api_compat import device
 
 from ._fast import ops
 from ._ops import checks, conv, normalization
+from ._ops import erf as erf_ops
 from .backend import active_stream, backend_of, namespace_of
 from .errors import InputError
 
 __all__ = [
     "affine_forward", "affine_backward",
     "relu_forward", "relu_backward",
+    "gelu_forward", "gelu_backward",
     "svm_loss", "softmax_loss",
     "batchnorm_forward", "batchnorm_backward", "batchnorm_backward_alt",
     "layernorm_forward", "layernorm_backward",
@@ -108,6 +111,56 @@ def relu_backward(dout: Array, cache: Array) -> Array:
     x = cache
     namespace_of(dout, x, caller="relu_backward")
     return ops.relu_backward(dout, x)
+
+
+#: the ``approximate`` settings of :func:`gelu_forward` (PyTorch's names)
+GELU_FORMS = ("none", "tanh")
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_CUBIC = 0.044715
+
+
+def gelu_forward(x: Array, approximate: str = "none") -> tuple[Array, tuple]:
+    """Gaussian error linear unit: ``out = x * Phi(x)``.
+
+    Parameters
+    ----------
+    x : array of any shape
+    approximate : {'none', 'tanh'}
+        ``'none'``: the exact form with the standard normal CDF
+        ``Phi(x) = (1 + erf(x / sqrt(2))) / 2`` (erf in Array API arithmetic,
+        :mod:`xpnet._ops.erf`, accurate to the dtype's rounding); ``'tanh'``:
+        ``x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))``, cheaper.
+
+    Returns
+    -------
+    out : array like ``x``
+    cache : tuple
+        ``(x, approximate, Phi(x) or the tanh)`` for :func:`gelu_backward`.
+    """
+    xp = namespace_of(x, caller="gelu_forward")
+    checks.choice(approximate, GELU_FORMS, "approximate", "gelu_forward")
+    if approximate == "tanh":
+        t = xp.tanh(_SQRT_2_OVER_PI * (x + _GELU_CUBIC * (x * x * x)))
+        return 0.5 * x * (1.0 + t), (x, approximate, t)
+    cdf = erf_ops.normal_cdf(x)
+    return x * cdf, (x, approximate, cdf)
+
+
+def gelu_backward(dout: Array, cache: tuple) -> Array:
+    """Backward pass of :func:`gelu_forward`: ``dout * (Phi(x) + x * phi(x))`` for the
+    exact form, the derivative of the tanh expression for ``'tanh'``."""
+    if not isinstance(cache, tuple) or len(cache) != 3:
+        raise InputError("gelu_backward: cache must be the cache returned by gelu_forward")
+    x, approximate, value = cache
+    namespace_of(dout, x, caller="gelu_backward")
+    if tuple(dout.shape) != tuple(x.shape):
+        raise InputError(f"gelu_backward: dout has shape {checks.shape_str(dout.shape)}, "
+                         f"the forward input {checks.shape_str(x.shape)}")
+    if approximate == "tanh":
+        t = value
+        du = _SQRT_2_OVER_PI * (1.0 + (3.0 * _GELU_CUBIC) * (x * x))
+        return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+    return dout * (value + x * erf_ops.normal_pdf(x))
 
 
 # ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ the Solver, checkpoints, :func:`xpnet.load_model`, gradient checks and
 
 from .model import MODES, Model, model_class, registered_models
 from .modules import (
+    GELU,
     MODULE_KINDS,
     Affine,
     BatchNorm,
@@ -27,7 +28,7 @@ from .modules import (
 from .sequential import Sequential
 
 __all__ = [
-    "MODES", "MODULE_KINDS", "Affine", "BatchNorm", "Conv", "Dropout", "Flatten",
+    "GELU", "MODES", "MODULE_KINDS", "Affine", "BatchNorm", "Conv", "Dropout", "Flatten",
     "GlobalAvgPool", "GroupNorm", "LayerNorm", "MaxPool", "Model", "Module", "ReLU",
     "Residual", "Sequential", "SpatialBatchNorm", "model_class", "module_from_config",
     "registered_models",

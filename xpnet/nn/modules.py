@@ -23,7 +23,7 @@ from .._ops import checks
 from ..backend import namespace_of
 from ..errors import InputError
 
-__all__ = ["MODULE_KINDS", "Affine", "BatchNorm", "Conv", "Dropout", "Flatten",
+__all__ = ["GELU", "MODULE_KINDS", "Affine", "BatchNorm", "Conv", "Dropout", "Flatten",
            "GlobalAvgPool", "GroupNorm", "LayerNorm", "MaxPool", "Module", "ReLU",
            "Residual", "SpatialBatchNorm", "module_from_config"]
 
@@ -294,6 +294,30 @@ class ReLU(Module):
 
     def backward(self, dout, cache, params, need_dx=True):
         return layers.relu_backward(dout, cache), {}
+
+
+class GELU(Module):
+    """Gaussian error linear unit ``x * Phi(x)`` (:func:`xpnet.layers.gelu_forward`);
+    ``approximate='tanh'`` takes the tanh form."""
+
+    kind = "gelu"
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        self.approximate = checks.choice(approximate, layers.GELU_FORMS, "approximate", "GELU")
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "approximate": self.approximate}
+
+    def describe(self) -> str:
+        return self.kind if self.approximate == "none" else f"gelu({self.approximate})"
+
+    def forward(self, x, params):
+        return layers.gelu_forward(x, self.approximate)
+
+    def backward(self, dout, cache, params, need_dx=True):
+        return layers.gelu_backward(dout, cache), {}
 
 
 class MaxPool(Module):
@@ -672,7 +696,7 @@ class Residual(Module):
 
 
 MODULE_KINDS: dict[str, type[Module]] = {
-    cls.kind: cls for cls in (Affine, Conv, ReLU, MaxPool, GlobalAvgPool, Flatten, Dropout,
+    cls.kind: cls for cls in (Affine, Conv, ReLU, GELU, MaxPool, GlobalAvgPool, Flatten, Dropout,
                               BatchNorm, SpatialBatchNorm, LayerNorm, GroupNorm, Residual)
 }
 
