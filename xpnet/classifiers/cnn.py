@@ -16,9 +16,13 @@ from typing import Any
 from .._ops import checks
 from ..backend import Backend, dtype_name, get_backend
 from ..errors import InputError
-from ..fast_layers import conv_backward_params, max_pool_backward_fast
-from ..layer_utils import affine_relu_backward, affine_relu_forward, conv_relu_pool_forward
-from ..layers import affine_backward, affine_forward, relu_backward, softmax_loss
+from ..layer_utils import (
+    affine_relu_backward,
+    affine_relu_forward,
+    conv_relu_pool_backward,
+    conv_relu_pool_forward,
+)
+from ..layers import affine_backward, affine_forward, softmax_loss
 from ..nn.model import Model
 
 __all__ = ["ThreeLayerConvNet"]
@@ -153,16 +157,10 @@ class ThreeLayerConvNet(Model):
         grads: dict[str, Any] = {}
         dh2, grads["W3"], grads["b3"] = affine_backward(dscores, cache3)
         dh1, grads["W2"], grads["b2"] = affine_relu_backward(dh2, cache2)
-        grads["W1"], grads["b1"] = self._first_layer_backward(dh1, cache1)
+        # Layer 1 sees X, whose gradient nothing needs: it skips computing it.
+        _, grads["W1"], grads["b1"] = conv_relu_pool_backward(dh1, cache1, need_dx=False)
         loss = self.l2_penalty(loss, grads, ["W1", "W2", "W3"])
         return loss, grads
-
-    @staticmethod
-    def _first_layer_backward(dout: Any, cache: tuple) -> tuple[Any, Any]:
-        """``(dW1, db1)`` without the gradient of X, which nothing needs."""
-        conv_cache, relu_cache, pool_cache = cache
-        da = relu_backward(max_pool_backward_fast(dout, pool_cache), relu_cache)
-        return conv_backward_params(da, conv_cache)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(input_dim={self.input_dim}, num_filters="

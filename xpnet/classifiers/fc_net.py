@@ -17,20 +17,16 @@ from ..errors import InputError
 from ..layer_utils import (
     affine_bn_relu_backward,
     affine_bn_relu_forward,
+    affine_grads,
     affine_ln_relu_backward,
     affine_ln_relu_forward,
     affine_relu_backward,
     affine_relu_forward,
 )
 from ..layers import (
-    _affine_backward_params,
-    affine_backward,
     affine_forward,
-    batchnorm_backward_alt,
     dropout_backward,
     dropout_forward,
-    layernorm_backward,
-    relu_backward,
     softmax_loss,
 )
 from ..nn.model import Model
@@ -232,40 +228,22 @@ class FullyConnectedNet(Model):
         loss, dscores = softmax_loss(scores, y, check_labels=False,
                                      label_smoothing=self.label_smoothing)
         grads: dict[str, Any] = {}
-        if last == 1:  # no hidden layer: nothing needs the gradient of X
-            grads["W1"], grads["b1"] = _affine_backward_params(dscores, out_cache)
-            dh = None
-        else:
-            dh, grads[f"W{last}"], grads[f"b{last}"] = affine_backward(dscores, out_cache)
+        # Layer 1 sees X, whose gradient nothing needs: it skips computing it.
+        dh, grads[f"W{last}"], grads[f"b{last}"] = affine_grads(dscores, out_cache,
+                                                               need_dx=last > 1)
         backward = _HIDDEN_BACKWARD[self.normalization]
         for i in range(self.num_layers - 1, 0, -1):
             cache, drop_cache = caches[i - 1]
             if drop_cache is not None:
                 dh = dropout_backward(dh, drop_cache)
-            if i == 1:
-                self._first_layer_backward(dh, cache, grads)
-            elif self.normalization is None:
-                dh, grads[f"W{i}"], grads[f"b{i}"] = backward(dh, cache)
+            if self.normalization is None:
+                dh, grads[f"W{i}"], grads[f"b{i}"] = backward(dh, cache, need_dx=i > 1)
             else:
                 dh, grads[f"W{i}"], grads[f"b{i}"], grads[f"gamma{i}"], grads[f"beta{i}"] = (
-                    backward(dh, cache))
+                    backward(dh, cache, need_dx=i > 1))
 
         loss = self.l2_penalty(loss, grads, [f"W{i}" for i in range(1, self.num_layers + 1)])
         return loss, grads
-
-    def _first_layer_backward(self, dout: Any, cache: tuple, grads: dict) -> None:
-        """The first hidden layer's backward pass without the gradient of X, which
-        nothing needs (a third of that layer's matmul work, and the largest layer)."""
-        if self.normalization is None:
-            fc_cache, relu_cache = cache
-            da = relu_backward(dout, relu_cache)
-        else:
-            fc_cache, norm_cache, relu_cache = cache
-            norm_backward = (batchnorm_backward_alt if self.normalization == "batchnorm"
-                             else layernorm_backward)
-            da, grads["gamma1"], grads["beta1"] = norm_backward(
-                relu_backward(dout, relu_cache), norm_cache)
-        grads["W1"], grads["b1"] = _affine_backward_params(da, fc_cache)
 
     def __repr__(self) -> str:
         dims = [self.params[f"W{i}"].shape[1] for i in range(1, self.num_layers)]
