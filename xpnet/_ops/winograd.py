@@ -11,8 +11,9 @@ with the sign of the last row of ``B^T`` ([0, -1, 0, 1]) and of ``A^T``'s last
 entry ([0, 1, -1, 1]) flipped from the paper's (the product is the same), so
 that no transform and no adjoint needs a negation pass. Summed over input
 channels, the 16 tile positions become 16 matrix products
-``U[k] (F, C) @ V[k] (C, tiles)``, one batched ``matmul``: 4 multiplications
-per output pixel and channel pair instead of 9.
+``U[k] (F, C) @ V[k] (C, tiles)`` (kept as 16 arrays, never stacked: a stack
+would copy all of them once more): 4 multiplications per output pixel and
+channel pair instead of 9.
 
 Everything here is Array API code: the transforms are additions of strided
 slices (``B`` and ``A`` hold only 0 and +-1, ``G`` also 1/2), so it runs on
@@ -84,8 +85,9 @@ def _filter_transform(xp, w: Array) -> Array:
     return xp.reshape(xp.permute_dims(u, (2, 3, 0, 1)), (16, f, c))
 
 
-def _input_transform(xp, xpad: Array, tiles_h: int, tiles_w: int) -> Array:
-    """``V = B^T d B`` of each 4x4 input tile (stride 2), as (16, C, N tiles_h tiles_w)."""
+def _input_transform(xp, xpad: Array, tiles_h: int, tiles_w: int) -> list[Array]:
+    """``V = B^T d B`` of each 4x4 input tile (stride 2): 16 arrays (C, N tiles_h tiles_w),
+    one per tile position (never stacked: each goes to its own product)."""
     c, n = xpad.shape[0], xpad.shape[1]
     rows = [xpad[:, :, r:r + 2 * tiles_h - 1:2, :] for r in range(4)]
     strips = (rows[0] - rows[2], rows[1] + rows[2], rows[2] - rows[1], rows[3] - rows[1])
@@ -93,15 +95,17 @@ def _input_transform(xp, xpad: Array, tiles_h: int, tiles_w: int) -> Array:
     for strip in strips:
         s = [strip[..., k:k + 2 * tiles_w - 1:2] for k in range(4)]
         parts += [s[0] - s[2], s[1] + s[2], s[2] - s[1], s[3] - s[1]]
-    return xp.reshape(xp.stack(parts, axis=0), (16, c, n * tiles_h * tiles_w))
+    return [xp.reshape(part, (c, n * tiles_h * tiles_w)) for part in parts]
 
 
-def _output_transform(xp, m: Array, f: int, n: int, tiles_h: int, tiles_w: int) -> Array:
-    """``Y = A^T M A`` of each tile, assembled into (F, N, 2 tiles_h, 2 tiles_w)."""
-    m = xp.reshape(m, (4, 4, f, n, tiles_h, tiles_w))
-    t = [[m[0, b, ...] + m[1, b, ...] + m[2, b, ...] for b in range(4)],
-         [m[1, b, ...] - m[2, b, ...] + m[3, b, ...] for b in range(4)]]
-    out = xp.empty((f, n, 2 * tiles_h, 2 * tiles_w), dtype=m.dtype, device=device(m))
+def _output_transform(xp, m: list[Array], f: int, n: int, tiles_h: int, tiles_w: int
+                      ) -> Array:
+    """``Y = A^T M A`` of each tile from the 16 products (F, tiles), assembled into
+    (F, N, 2 tiles_h, 2 tiles_w)."""
+    m = [xp.reshape(mk, (f, n, tiles_h, tiles_w)) for mk in m]
+    t = [[m[b] + m[4 + b] + m[8 + b] for b in range(4)],
+         [m[4 + b] - m[8 + b] + m[12 + b] for b in range(4)]]
+    out = xp.empty((f, n, 2 * tiles_h, 2 * tiles_w), dtype=m[0].dtype, device=device(m[0]))
     for r in range(2):
         tr = t[r]
         out[:, :, r::2, 0::2] = tr[0] + tr[1] + tr[2]
@@ -109,8 +113,8 @@ def _output_transform(xp, m: Array, f: int, n: int, tiles_h: int, tiles_w: int) 
     return out
 
 
-def _output_adjoint(xp, dout_t: Array, tiles_h: int, tiles_w: int) -> Array:
-    """``dM = A dY A^T`` of each 2x2 tile of dout (F, N, H', W'), as (16, F, tiles)."""
+def _output_adjoint(xp, dout_t: Array, tiles_h: int, tiles_w: int) -> list[Array]:
+    """``dM = A dY A^T`` of each 2x2 tile of dout (F, N, H', W'): 16 arrays (F, tiles)."""
     f, n, oh, ow = dout_t.shape
     if (oh, ow) != (2 * tiles_h, 2 * tiles_w):
         full = xp.zeros((f, n, 2 * tiles_h, 2 * tiles_w), dtype=dout_t.dtype,
@@ -122,18 +126,18 @@ def _output_adjoint(xp, dout_t: Array, tiles_h: int, tiles_w: int) -> Array:
     for strip in (rows[0], rows[0] + rows[1], rows[0] - rows[1], rows[1]):
         s0, s1 = strip[..., 0::2], strip[..., 1::2]
         parts += [s0, s0 + s1, s0 - s1, s1]
-    return xp.reshape(xp.stack(parts, axis=0), (16, f, n * tiles_h * tiles_w))
+    return [xp.reshape(part, (f, n * tiles_h * tiles_w)) for part in parts]
 
 
-def _input_adjoint_(xp, dxpad: Array, dv: Array, tiles_h: int, tiles_w: int) -> None:
+def _input_adjoint_(xp, dxpad: Array, dv: list[Array], tiles_h: int, tiles_w: int) -> None:
     """Add ``B dV B^T`` of each tile into ``dxpad`` (C, N, 2 tiles_h + 2, ...), the
     tiles overlapping by two rows and columns."""
     c, n = dxpad.shape[0], dxpad.shape[1]
-    v = xp.reshape(dv, (4, 4, c, n, tiles_h, tiles_w))
+    v = [xp.reshape(vk, (c, n, tiles_h, tiles_w)) for vk in dv]
     # rows of B (B^T's columns): r0 = v0, r1 = v1 - v2 - v3, r2 = v1 + v2 - v0, r3 = v3
     rows = []
     for b in range(4):
-        v0, v1, v2, v3 = (v[a, b, ...] for a in range(4))
+        v0, v1, v2, v3 = (v[4 * a + b] for a in range(4))
         rows.append([v0, v1 - v2 - v3, v1 + v2 - v0, v3])
     for r in range(4):
         e = [rows[b][r] for b in range(4)]
@@ -151,12 +155,12 @@ def forward(xp, xt: Array, w: Array, pad: int) -> tuple[Array, dict]:
     th, tw = _tiles(oh), _tiles(ow)
     v = _input_transform(xp, _padded(xp, xt, pad, th, tw), th, tw)
     u = _filter_transform(xp, w)
-    out = _output_transform(xp, xp.matmul(u, v), f, n, th, tw)
+    out = _output_transform(xp, [u[k, ...] @ v[k] for k in range(16)], f, n, th, tw)
     if (oh, ow) != (2 * th, 2 * tw):
         out = out[:, :, :oh, :ow]
-    # U^T as its own (small) array: NumPy's batched matmul is 10x slower on the view
-    ut = xp.reshape(xp.permute_dims(xp.reshape(u, (16, f, c)), (0, 2, 1)), (16, c, f))
-    return out, {"v": v, "ut": xp.asarray(ut, copy=True), "tiles": (th, tw)}
+    # U^T as its own (small) array: NumPy's matmul is much slower on the transposed view
+    ut = xp.asarray(xp.permute_dims(u, (0, 2, 1)), copy=True)
+    return out, {"v": v, "ut": ut, "tiles": (th, tw)}
 
 
 def backward(xp, dout_t: Array, state: dict, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
@@ -165,15 +169,17 @@ def backward(xp, dout_t: Array, state: dict, x_shape: tuple[int, ...], w_shape: 
     th, tw = state["tiles"]
     f, c = w_shape[0], w_shape[1]
     dm = _output_adjoint(xp, dout_t, th, tw)
-    du = xp.matmul(dm, xp.matrix_transpose(state["v"]))  # (16, F, C)
+    v = state["v"]
+    du = xp.stack([dm[k] @ xp.matrix_transpose(v[k]) for k in range(16)], axis=0)  # (16, F, C)
     g = xp.asarray(_G, dtype=du.dtype, device=device(du))
     du = xp.permute_dims(xp.reshape(du, (4, 4, f, c)), (2, 3, 0, 1))
     dw = xp.matmul(xp.matmul(xp.matrix_transpose(g), du), g)
     if not need_dx:
         return None, dw
     n, _, h, wd = x_shape
-    dv = xp.matmul(state["ut"], dm)  # (16, C, tiles)
-    dxpad = xp.zeros((c, n, 2 * th + 2, 2 * tw + 2), dtype=dv.dtype, device=device(dv))
+    ut = state["ut"]
+    dv = [ut[k, ...] @ dm[k] for k in range(16)]  # (C, tiles) each
+    dxpad = xp.zeros((c, n, 2 * th + 2, 2 * tw + 2), dtype=dv[0].dtype, device=device(dv[0]))
     _input_adjoint_(xp, dxpad, dv, th, tw)
     dx = dxpad[:, :, pad:pad + h, pad:pad + wd]
     return xp.permute_dims(dx, (1, 0, 2, 3)), dw
