@@ -86,6 +86,7 @@ class Model:
 
     @property
     def mode(self) -> str:
+        """'train' or 'test', as :meth:`set_mode` left it ('train' at first)."""
         return getattr(self, "_mode", "train")
 
     def set_mode(self, mode: str) -> None:
@@ -93,6 +94,8 @@ class Model:
         self._mode = checks.choice(mode, MODES, "mode", f"{type(self).__name__}.set_mode")
 
     def loss(self, X: Any, y: Any = None) -> Any:
+        """The course's protocol: the scores ``(N, C)`` when ``y`` is None, else
+        ``(loss, grads)``, the loss a 0-D device array and ``grads`` keyed like ``params``."""
         raise NotImplementedError
 
     # -- conveniences ----------------------------------------------------------

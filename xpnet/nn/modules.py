@@ -58,6 +58,7 @@ class Module:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Module:
+        """The module that ``config`` (a :attr:`config` dict, ``kind`` included) describes."""
         return cls(**{k: v for k, v in config.items() if k != "kind"})
 
     def describe(self) -> str:
@@ -97,6 +98,8 @@ class Module:
         """'train' or 'test' (dropout, batch statistics)."""
 
     def forward(self, x: Array, params: Mapping[str, Array]) -> tuple[Array, Any]:
+        """``(out, cache)`` for the input ``x``, with the module's parameters looked up in
+        ``params`` by global name."""
         raise NotImplementedError
 
     def backward(self, dout: Array, cache: Any, params: Mapping[str, Array],

@@ -175,6 +175,7 @@ class TrialRecord:
     intermediate: dict[int, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        """The record as one JSON-ready dict, as ``trials.json`` lists it."""
         return {"number": self.number, "state": self.state, "value": self.value,
                 "options": self.options, **self.attrs,
                 "intermediate": {str(k): v for k, v in sorted(self.intermediate.items())}}
