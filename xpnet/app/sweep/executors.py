@@ -27,6 +27,7 @@ from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from typing import Any
 
+from ..._ops import checks
 from ...errors import SweepError
 from .study import INSTALL_HINT
 from .worker import init_local_worker
@@ -66,8 +67,7 @@ def parse_gpus(gpus: str | Sequence[int | str] | None) -> list[str]:
 
 def device_slots(gpus: Sequence[str], per_gpu: int) -> list[str]:
     """One ``CUDA_VISIBLE_DEVICES`` value per worker: each GPU ``per_gpu`` times."""
-    if isinstance(per_gpu, bool) or not isinstance(per_gpu, int) or per_gpu < 1:
-        raise SweepError(f"--per-gpu must be a positive integer, got {per_gpu!r}")
+    per_gpu = checks.positive_int(per_gpu, "--per-gpu")
     return [gpu for gpu in gpus for _ in range(per_gpu)]
 
 
