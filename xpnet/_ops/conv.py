@@ -191,9 +191,7 @@ def conv_forward(xp, x: Array, w: Array, b: Array, stride: int, pad: int, method
         return xp.permute_dims(out, (1, 0, 2, 3)), cache
     xpad = _padded_cnhw(xp, x, pad)
     if method == "im2col":
-        cols = xp.stack([_window(xpad, kh, kw, stride, out_h, out_w)
-                         for kh in range(hh) for kw in range(ww)], axis=1)
-        cols = xp.reshape(cols, (c * hh * ww, n * out_h * out_w))
+        cols = _im2col(xp, xpad, hh, ww, stride, out_h, out_w)
         out = xp.reshape(w, (f, c * hh * ww)) @ cols
         cache["cols"] = cols
     else:
@@ -213,6 +211,29 @@ def conv_forward(xp, x: Array, w: Array, b: Array, stride: int, pad: int, method
         out = out + bias
     out = xp.permute_dims(xp.reshape(out, (f, n, out_h, out_w)), (1, 0, 2, 3))
     return out, cache
+
+
+def _im2col(xp, xpad: Array, hh: int, ww: int, stride: int, out_h: int, out_w: int) -> Array:
+    """The column matrix (C HH WW, N H' W') of ``xpad`` (C, N, H + 2 pad, W + 2 pad)."""
+    c, n = xpad.shape[0], xpad.shape[1]
+    cols = xp.stack([_window(xpad, kh, kw, stride, out_h, out_w)
+                     for kh in range(hh) for kw in range(ww)], axis=1)
+    return xp.reshape(cols, (c * hh * ww, n * out_h * out_w))
+
+
+def _dx_as_convolution(xp, dout: Array, w: Array, pad: int, x_shape: tuple[int, ...]
+                       ) -> Array:
+    """dx of a stride-1 convolution with square filters and ``pad <= HH - 1``: the
+    correlation of dout, padded by ``HH - 1 - pad``, with the filters flipped and their
+    channels swapped, by one im2col product (one column matrix and one GEMM instead of
+    HH WW products and overlapping adds)."""
+    f, c, hh, ww = w.shape
+    n, _, h, wdt = x_shape
+    dpad = _padded_cnhw(xp, dout, hh - 1 - pad)  # (F, N, H + HH - 1, W + WW - 1)
+    cols = _im2col(xp, dpad, hh, ww, 1, h, wdt)  # (F HH WW, N H W)
+    wf = xp.reshape(xp.permute_dims(xp.flip(w, axis=(2, 3)), (1, 0, 2, 3)), (c, f * hh * ww))
+    dx = xp.reshape(wf @ cols, (c, n, h, wdt))
+    return xp.permute_dims(dx, (1, 0, 2, 3))
 
 
 def _add_(a: Array, b: Array) -> Array:
@@ -241,6 +262,10 @@ def conv_backward(xp, dout: Array, cache: dict, caller: str, need_dx: bool = Tru
         dw = xp.reshape(dout_t @ xp.matrix_transpose(cols), w.shape)
         if not need_dx:
             return None, dw, db
+        h, wdt = x.shape[2], x.shape[3]
+        if (stride == 1 and hh == ww and pad <= hh - 1
+                and _column_bytes(dout, w, h, wdt) <= IM2COL_BUDGET_BYTES):
+            return _dx_as_convolution(xp, dout, w, pad, tuple(x.shape)), dw, db
         if _column_bytes(x, w, out_h, out_w) <= DCOLS_BUDGET_BYTES:
             dcols = xp.matrix_transpose(xp.reshape(w, (f, c * hh * ww))) @ dout_t
             dcols = xp.reshape(dcols, (c, hh * ww, n, out_h, out_w))
