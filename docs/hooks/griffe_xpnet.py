@@ -1,0 +1,179 @@
+"""A griffe extension: xpnet's reStructuredText-flavoured docstrings as Markdown.
+
+xpnet's docstrings are NumPy style with a few Sphinx habits: roles such as
+``:func:`get_backend``` or ``:class:`~xpnet.errors.XpnetError```, ``::`` before a
+literal block, and simple ``=====  =====`` tables. mkdocstrings renders Markdown, so
+after the package is loaded this extension rewrites every docstring:
+
+- a role becomes a cross-reference ``[`name`][identifier]`` when its target is
+  rendered on the site (a public member of a module that a page of
+  ``docs/reference/`` renders with ``::: module``), and plain code otherwise, so a
+  role never makes a broken link; a role naming an object that does not exist at
+  all is reported (``mkdocs build --strict`` then fails);
+- ``::`` ending a line becomes ``:`` (or disappears when alone), so the indented
+  block after it renders as code;
+- a simple table becomes a code block, keeping its layout.
+
+Configured in ``mkdocs.yml`` under the Python handler's ``extensions``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import griffe
+
+_ROLE = re.compile(r":(?:py:)?(func|class|meth|attr|mod|data|exc|obj|const|ref):`([^`]+)`")
+_BORDER = re.compile(r"^\s*=+(?:\s+=+)+\s*$")
+_DIRECTIVE = re.compile(r"^(\s*)::\s*$")
+_DOCS = Path(__file__).resolve().parents[1]
+_log = logging.getLogger("mkdocs.plugins.griffe_xpnet")
+
+
+def rendered_modules(docs: Path = _DOCS) -> list[str]:
+    """The modules that pages of ``docs/reference/`` render (``::: module`` lines)."""
+    found: list[str] = []
+    for page in sorted((docs / "reference").glob("*.md")):
+        for line in page.read_text(encoding="utf-8").splitlines():
+            match = re.match(r"^:::\s+([\w.]+)\s*$", line)
+            if match and match.group(1) not in found:
+                found.append(match.group(1))
+    return found
+
+
+def _target(obj: griffe.Object | griffe.Alias) -> griffe.Object | None:
+    try:
+        return obj.final_target if obj.is_alias else obj
+    except (griffe.AliasResolutionError, griffe.CyclicAliasError, KeyError):
+        return None
+
+
+def _lookup(pkg: griffe.Module, path: str) -> griffe.Object | None:
+    if path == pkg.path:
+        return pkg
+    if not path.startswith(pkg.path + "."):
+        return None
+    try:
+        found = pkg[path[len(pkg.path) + 1:]]
+    except (KeyError, ValueError, griffe.AliasResolutionError, griffe.CyclicAliasError):
+        return None
+    return _target(found)
+
+
+def _documented(obj: griffe.Object) -> bool:
+    return obj.is_module or bool(obj.docstring)
+
+
+def site_identifiers(pkg: griffe.Module, modules: list[str]) -> dict[str, str]:
+    """Canonical path of each object rendered on the site -> the identifier it has there."""
+    ids: dict[str, str] = {}
+
+    def add(path: str, obj: griffe.Object) -> None:
+        ids.setdefault(obj.path, path)
+
+    for name in modules:
+        module = _lookup(pkg, name)
+        if module is None:
+            continue
+        add(name, module)
+        for member_name, member in module.members.items():
+            if member_name.startswith("_") or not member.is_public:
+                continue
+            obj = _target(member)
+            if obj is None or obj.is_module or not _documented(obj):
+                continue
+            add(f"{name}.{member_name}", obj)
+            if obj.is_class:
+                for sub_name, sub in obj.all_members.items():
+                    sub_obj = _target(sub)
+                    if sub_name.startswith("_") or sub_obj is None or not _documented(sub_obj):
+                        continue
+                    add(f"{name}.{member_name}.{sub_name}", sub_obj)
+    return ids
+
+
+def _scopes(obj: griffe.Object) -> list[str]:
+    scopes = []
+    current: griffe.Object | None = obj
+    while current is not None:
+        scopes.append(current.path)
+        current = current.parent
+    return scopes
+
+
+class RstToMarkdown(griffe.Extension):
+    """Rewrites the docstrings of a loaded package (see the module docstring)."""
+
+    def on_package(self, *, pkg: griffe.Module, **kwargs: object) -> None:
+        """Rewrite every docstring of ``pkg`` once it is loaded."""
+        ids = site_identifiers(pkg, rendered_modules())
+        seen: set[int] = set()
+
+        def visit(obj: griffe.Object) -> None:
+            if id(obj) in seen:
+                return
+            seen.add(id(obj))
+            if obj.docstring is not None:
+                obj.docstring.value = self.convert(obj, obj.docstring.value, pkg, ids)
+            for member in obj.members.values():
+                if not member.is_alias:
+                    visit(member)
+
+        visit(pkg)
+
+    def convert(self, obj: griffe.Object, text: str, pkg: griffe.Module,
+                ids: dict[str, str]) -> str:
+        """One docstring, roles, literal blocks and tables rewritten."""
+
+        def role(match: re.Match[str]) -> str:
+            kind, body = match.group(1), match.group(2).strip()
+            titled = re.match(r"^(.*?)\s*<([^>]+)>$", body)
+            title, target = (titled.group(1), titled.group(2)) if titled else (None, body)
+            short = target.startswith("~")
+            target = target.lstrip("~").removesuffix("()")
+            shown = title or (target.rsplit(".", 1)[-1] if short else target)
+            if kind in ("func", "meth") and not title:
+                shown += "()"
+            if kind == "ref":
+                return f"`{shown}`"
+            resolved = None
+            candidates = [f"{scope}.{target}" for scope in _scopes(obj)] + [target]
+            for candidate in candidates:
+                resolved = _lookup(pkg, candidate)
+                if resolved is not None:
+                    break
+            if resolved is None:
+                if target.split(".")[0] == pkg.path and obj.path in ids:
+                    _log.warning("%s: the docstring names %s, which does not exist",
+                                 obj.path, target)
+                return f"`{shown}`"
+            identifier = ids.get(resolved.path)
+            return f"[`{shown}`][{identifier}]" if identifier else f"`{shown}`"
+
+        lines = _ROLE.sub(role, text).splitlines()
+        out: list[str] = []
+        table_borders = 0  # borders seen in the table being copied (0: not in one)
+        for i, line in enumerate(lines):
+            following = lines[i + 1] if i + 1 < len(lines) else ""
+            if _BORDER.match(line):
+                if not table_borders:
+                    out.append("```text")
+                table_borders += 1
+                out.append(line)
+                if table_borders >= 2 and not following.strip():
+                    out.append("```")
+                    table_borders = 0
+                continue
+            if table_borders:
+                out.append(line)
+                continue
+            if _DIRECTIVE.match(line):
+                continue
+            if line.rstrip().endswith("::") and not line.rstrip().endswith(":::"):
+                line = line.rstrip()[:-1]
+            out.append(line)
+        if table_borders:
+            out.append("```")
+        return "\n".join(out)
