@@ -76,3 +76,57 @@ def test_only_torch_on_cuda_offers_graphs(backend):
         assert api is not None
     else:
         assert api is None
+
+
+def _solver(backend, **options):
+    model = xpnet.FullyConnectedNet([10, 8], input_dim=12, num_classes=3,
+                                    normalization="batchnorm", dropout_keep_ratio=0.8,
+                                    seed=1, backend=backend)
+    model.dropout_param.pop("seed", None)  # masks from the Solver's stream
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((60, 12)).astype(np.float32), rng.integers(3, size=60)
+    data = {"X_train": X, "y_train": y, "X_val": X[:20], "y_val": y[:20]}
+    return xpnet.Solver(model, data, update_rule="adam", optim_config={"learning_rate": 1e-2},
+                        lr_decay=0.9, batch_size=10, num_epochs=3, verbose=False, seed=3,
+                        capturable=True, **options)
+
+
+@pytest.fixture
+def fake_graphs(backend, monkeypatch):
+    """Every capturable Solver made in the test gets a FakeGraphs (the list)."""
+    made = []
+
+    def graph_api(self):
+        made.append(FakeGraphs(self.xp))
+        return made[-1]
+
+    monkeypatch.setattr(type(backend), "graph_api", graph_api)
+    return made
+
+
+def test_a_graphed_solver_follows_the_eager_capturable_one(backend, fake_graphs):
+    eager = _solver(backend)
+    fake_graphs.clear()  # (eager's graph API is not used below)
+    eager._graph = None
+    eager.train()
+    graphed = _solver(backend)
+    graphed.train()
+    api = fake_graphs[-1]
+    steps = graphed.num_iterations
+    assert api.events == ["warm-up"] * 3 + ["capture"] + ["replay"] * (steps - 3)
+    assert graphed.loss_history == eager.loss_history
+    for name, value in eager.model.params.items():
+        np.testing.assert_array_equal(xpnet.to_numpy(graphed.model.params[name]),
+                                      xpnet.to_numpy(value), err_msg=name)
+
+
+def test_loading_a_checkpoint_captures_the_step_again(backend, fake_graphs, tmp_path):
+    solver = _solver(backend, checkpoint_name=str(tmp_path / "run"))
+    solver.num_epochs = 1
+    solver.train()
+    path = str(tmp_path / "run_epoch_1.npz")
+    resumed = _solver(backend)
+    resumed.load_checkpoint(path)
+    resumed.train()
+    assert fake_graphs[-1].events[:4] == ["warm-up"] * 3 + ["capture"]
+    assert resumed.iteration == resumed.num_iterations

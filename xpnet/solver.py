@@ -19,6 +19,7 @@ from ._ops import checks
 from ._ops.allocator import reuse_freed_memory
 from ._ops.counter_random import CounterStream
 from .backend import RandomStream, backend_of, get_backend
+from .backend.graphs import GraphedStep
 from .errors import TrainingDivergedError
 from .training import checkpoints, evaluation, updates
 from .training.batches import Batches
@@ -68,7 +69,10 @@ class Solver:
         Draw from a counter-based device stream (:mod:`xpnet._ops.counter_random`).
     capturable : bool
         Keep the step capture-ready for a CUDA graph (:mod:`xpnet.training.updates`);
-        where the rule or settings do not allow it, one warning says why.
+        where the rule or settings do not allow it, one warning says why. On torch
+        with CUDA the step is then captured after three eager steps and replayed
+        (:mod:`xpnet.backend.graphs`); where the capture fails, one warning says why
+        and the step runs eagerly, on the same trajectory.
     data_on_device : bool or 'auto'
         Put the training set on the device once, or keep it on the host (moving one
         minibatch per step); 'auto': on the host when the device is short of memory.
@@ -146,6 +150,7 @@ class Solver:
             self.capturable = False
         self.updater = updates.choose(self.backend, self._rule, self.optim_config,
                                       self.model.params, self.capturable)
+        self._new_graph()
 
     @property
     def update_rule_name(self) -> str | None:
@@ -172,16 +177,27 @@ class Solver:
     # -- training ---------------------------------------------------------------------
     def _step(self) -> None:
         """One update from one minibatch (the course's name; notebooks call it)."""
-        X_batch, y_batch = self.batches.draw(self.random)
-        if self.augment is not None:
-            X_batch = self.augment(X_batch, self.random)
         self.updater.set_learning_rate(self.optim_configs, self.rate.before_step(
             self.iteration, self.num_iterations, self.epoch, self.lr_decay))
-        loss, grads = self.model.loss(X_batch, y_batch)
+        loss = self._graph() if self._graph is not None else self._update_from_batch()
         if self.losses.full:  # steps run without train()'s flushes
             self._flush_losses()
         self.losses.record(loss)
+
+    def _update_from_batch(self) -> Any:
+        """Gather, forward, backward, update: what a CUDA graph captures; the loss."""
+        X_batch, y_batch = self.batches.draw(self.random)
+        if self.augment is not None:
+            X_batch = self.augment(X_batch, self.random)
+        loss, grads = self.model.loss(X_batch, y_batch)
         self.updater.apply(self.model.params, grads, self.optim_configs)
+        return loss
+
+    def _new_graph(self) -> None:
+        """A capturable step on a library with CUDA graphs (torch on CUDA) is captured
+        after a few eager steps and replayed (:mod:`xpnet.backend.graphs`)."""
+        api = self.backend.graph_api() if self.capturable else None
+        self._graph = GraphedStep(self._update_from_batch, api) if api is not None else None
 
     def _flush_losses(self) -> None:
         """Fetch pending losses in one transfer; stop if one is not finite."""
@@ -262,4 +278,5 @@ class Solver:
         """Restore a state of :meth:`save_checkpoint` (any format version) to resume;
         refuses (CheckpointError) a checkpoint of another update rule or stream kind."""
         checkpoints.load(self, path)
+        self._new_graph()  # the arrays a graph captured before were replaced
 
