@@ -302,3 +302,17 @@ def test_a_stream_refuses_the_state_of_another_kind(backend):
         backend.new_stream(1).set_state(counter.state())
     with pytest.raises(xpnet.errors.InputError, match="kind 'generator'"):
         counter.set_state(backend.new_stream(1).state())
+
+
+def test_tf32_is_a_cuda_option(backend):
+    backend.set_tf32(False)  # off is always possible
+    if backend.on_host:
+        with pytest.raises(BackendError, match="TF32 is a CUDA feature"):
+            backend.set_tf32(True)
+    elif backend.name == "torch":
+        import torch
+
+        backend.set_tf32(True)
+        assert torch.backends.cuda.matmul.allow_tf32
+        backend.set_tf32(False)
+        assert not torch.backends.cuda.matmul.allow_tf32

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import array_api_compat
 import numpy as np
 
-from ..errors import BackendMismatchError, InputTypeError
+from ..errors import BackendError, BackendMismatchError, InputTypeError
 from .random import RandomStream, active_stream, derive_seed
 
 __all__ = ["Backend", "dtype_name", "library_of"]
@@ -130,6 +130,13 @@ class Backend:
     def free_memory(self) -> int | None:
         """Free bytes of device memory (None for the CPU backends: host memory)."""
         return None
+
+    def set_tf32(self, enabled: bool) -> None:
+        """Let float32 matrix products use TF32 tensor cores (CUDA only; the default is
+        the library's: off for torch's matrix products, off for CuPy)."""
+        if enabled:
+            raise BackendError(f"TF32 is a CUDA feature; the {self.name} backend on "
+                               f"{self.device} has none")
 
     def graph_api(self) -> Any:
         """Capture and replay of a step (:class:`~xpnet.backend.graphs.GraphAPI`), or None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Hashable
 from types import ModuleType
 from typing import Any
@@ -96,6 +97,12 @@ class CupyBackend(Backend):
         with self.device:
             free, _ = cupy.cuda.runtime.memGetInfo()
         return int(free + cupy.get_default_memory_pool().free_bytes())
+
+    def set_tf32(self, enabled: bool) -> None:
+        """CuPy reads ``CUPY_TF32`` once, when it is imported: set it before starting."""
+        if bool(enabled) != (os.environ.get("CUPY_TF32") == "1"):
+            raise BackendError("CuPy decides TF32 once, at import: start Python with "
+                               f"CUPY_TF32={'1' if enabled else '0'} instead")
 
     def make_generator(self, seed: int) -> Any:
         import cupy

@@ -97,6 +97,15 @@ class TorchBackend(Backend):
         free, _ = torch.cuda.mem_get_info(self.device)
         return int(free)
 
+    def set_tf32(self, enabled: bool) -> None:
+        if self.device.type != "cuda":
+            super().set_tf32(enabled)
+            return
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
+        torch.backends.cudnn.allow_tf32 = bool(enabled)
+
     def graph_api(self) -> GraphAPI | None:
         return TorchGraphs(self.device) if self.device.type == "cuda" else None
 
