@@ -447,6 +447,9 @@ def test_gpus_with_torch_give_each_worker_its_gpu_as_cuda():
             _fixed_options({"backend": "torch"}, space, None, ["0"])
     with pytest.raises(InputError, match="--device cuda:1 does not go with --gpus"):
         _fixed_options({"backend": "torch", "device": "cuda:1"}, space, None, ["0", "1"])
+    # A Dask cluster's workers may have the GPUs this machine lacks: checked there.
+    remote = _fixed_options({"backend": "torch", "device": "cuda"}, space, None, [], local=False)
+    assert remote["device"] == "cuda"
 
 
 def test_sweep_device_is_recorded_and_bad_devices_are_one_line(optuna, backend, tmp_path,

@@ -63,8 +63,14 @@ def _known_options() -> set[str]:
 
 
 def _fixed_options(options: Mapping[str, Any] | None, space: SearchSpace,
-                   epochs: int | None, gpus: Sequence[str]) -> dict[str, Any]:
-    """The training options every trial shares."""
+                   epochs: int | None, gpus: Sequence[str], local: bool = True
+                   ) -> dict[str, Any]:
+    """The training options every trial shares.
+
+    ``local``: the trials run on this machine, so their backend and device are
+    checked here (BackendError before anything is written); a Dask cluster's
+    workers may have devices this machine lacks.
+    """
     fixed = {k: v for k, v in dict(options or {}).items() if v is not None}
     for key in _PER_TRIAL:
         if key in fixed:
@@ -86,7 +92,8 @@ def _fixed_options(options: Mapping[str, Any] | None, space: SearchSpace,
                          f"{', '.join(BACKEND_NAMES)} or auto")
     device = fixed.get("device")
     fixed["device"] = gpu_worker_device(device) if gpus else explicit_device(device)
-    get_backend(fixed["backend"], fixed["device"])  # BackendError now, not in every trial
+    if local:
+        get_backend(fixed["backend"], fixed["device"])  # now, not once per trial
     return fixed
 
 
@@ -199,7 +206,7 @@ def run(space: Mapping[str, Any], *, n_trials: int | None = None, workers: int |
     parsed = SearchSpace.parse(space)
     n_trials = _checked_settings(parsed, n_trials, workers, sampler, pruner, seed)
     gpu_ids = check_executor(executor, workers, gpus, per_gpu)
-    fixed = _fixed_options(options, parsed, epochs, gpu_ids)
+    fixed = _fixed_options(options, parsed, epochs, gpu_ids, local=executor == "local")
     _check_space(fixed, parsed)
     _resolve_dataset(fixed, progress=not quiet and err.isatty(), err=err)
     fixed.setdefault("epochs", trial_options(fixed, {}, 0)["epochs"])
