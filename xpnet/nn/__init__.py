@@ -22,6 +22,7 @@ from .modules import (
     Module,
     ReLU,
     Residual,
+    Scale,
     SpatialBatchNorm,
     module_from_config,
 )
@@ -30,6 +31,6 @@ from .sequential import Sequential
 __all__ = [
     "GELU", "MODES", "MODULE_KINDS", "Affine", "BatchNorm", "Conv", "Dropout", "Flatten",
     "GlobalAvgPool", "GroupNorm", "LayerNorm", "MaxPool", "Model", "Module", "ReLU",
-    "Residual", "Sequential", "SpatialBatchNorm", "model_class", "module_from_config",
+    "Residual", "Scale", "Sequential", "SpatialBatchNorm", "model_class", "module_from_config",
     "registered_models",
 ]

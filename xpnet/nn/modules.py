@@ -25,7 +25,7 @@ from ..errors import InputError
 
 __all__ = ["GELU", "MODULE_KINDS", "Affine", "BatchNorm", "Conv", "Dropout", "Flatten",
            "GlobalAvgPool", "GroupNorm", "LayerNorm", "MaxPool", "Module", "ReLU",
-           "Residual", "SpatialBatchNorm", "module_from_config"]
+           "Residual", "Scale", "SpatialBatchNorm", "module_from_config"]
 
 Array = Any
 Shape = tuple[int, ...]
@@ -49,6 +49,10 @@ class Module:
         self.index_label = ""
         self.input_shape: Shape | None = None
         self.output_shape: Shape | None = None
+        #: local names of the parameters held fixed (:meth:`hold`): no gradient, no update;
+        #: their arrays are in :attr:`fixed` and reach the model as buffers
+        self.frozen: tuple[str, ...] = ()
+        self.fixed: dict[str, Array] = {}
 
     # -- description -----------------------------------------------------------
     @property
@@ -91,7 +95,44 @@ class Module:
             f"shape {expected}, but the layer before it gives {_shape(self.input_shape or ())}")
 
     def _p(self, params: Mapping[str, Array], name: str) -> Array:
-        return params[self.prefix + name]
+        fixed = self.fixed.get(name)
+        return params[self.prefix + name] if fixed is None else fixed
+
+    # -- frozen parameters -------------------------------------------------------
+    def hold(self, name: str, value: Array) -> None:
+        """Hold the parameter ``name`` (local, e.g. ``'W'``) fixed at ``value``: the
+        module reads it from :attr:`fixed`, returns no gradient for it and, where its
+        layer allows, does not compute one (:meth:`xpnet.nn.Sequential.freeze`)."""
+        if name not in self.frozen:
+            self.frozen = (*self.frozen, name)
+        self.fixed[name] = value
+
+    def release(self, name: str) -> Array:
+        """Stop holding ``name`` fixed; returns its array (a parameter again)."""
+        self.frozen = tuple(n for n in self.frozen if n != name)
+        return self.fixed.pop(name)
+
+    def _trained(self, grads: Mapping[str, Array | None]) -> dict[str, Array]:
+        """``grads`` (local names) keyed globally, without those of frozen parameters."""
+        return {self.prefix + k: v for k, v in grads.items()
+                if v is not None and k not in self.frozen}
+
+    def fixed_buffers(self) -> dict[str, Array]:
+        """Global name -> array of the parameters held fixed."""
+        return {self.prefix + k: v for k, v in self.fixed.items()}
+
+    def load_fixed(self, buffers: Mapping[str, Array], backend: Any) -> None:
+        """Take this module's entries of ``buffers`` for its fixed parameters (copies)."""
+        for name in self.frozen:
+            key = self.prefix + name
+            if key not in buffers:
+                continue
+            value = backend.asarray(buffers[key])
+            old = self.fixed.get(name)
+            if old is not None and tuple(value.shape) != tuple(old.shape):
+                raise InputError(f"buffer {key} must have shape {_shape(old.shape)}, got "
+                                 f"{_shape(value.shape)}")
+            self.fixed[name] = backend.xp.asarray(value, copy=True)
 
     # -- running -----------------------------------------------------------------
     def set_mode(self, mode: str) -> None:
@@ -156,6 +197,15 @@ def _init_std(weight_scale: float | None, fan_in: int) -> float:
     return math.sqrt(2.0 / fan_in) if weight_scale is None else float(weight_scale)
 
 
+def _constant(xp, like: Array, n: int, value: float) -> Array:
+    """``n`` copies of ``value`` in ``like``'s dtype and device (a missing bias or scale)."""
+    return xp.full((n,), value, dtype=like.dtype, device=getattr(like, "device", None))
+
+
+#: the initializations of :class:`Conv`'s filters
+CONV_INITS = ("he", "dirac")
+
+
 # ---------------------------------------------------------------------------
 # Layers with weights
 
@@ -163,40 +213,59 @@ def _init_std(weight_scale: float | None, fan_in: int) -> float:
 class Affine(Module):
     """Fully connected: ``x.reshape(N, D) @ W + b`` (``W`` (D, out), ``b`` (out,)).
 
-    ``weight_scale`` is the std of the initial weights (default He: sqrt(2 / D)).
+    ``weight_scale`` is the std of the initial weights (default He: sqrt(2 / D));
+    ``bias=False``: no ``b`` (the speed record's head).
     """
 
     kind = "affine"
     weight_names = ("W",)
 
-    def __init__(self, out_features: int, weight_scale: float | None = None) -> None:
+    def __init__(self, out_features: int, weight_scale: float | None = None,
+                 bias: bool = True) -> None:
         super().__init__()
         self.out_features = checks.positive_int(out_features, "out_features", "Affine")
         self.weight_scale = weight_scale
+        self.bias = bool(bias)
 
     @property
     def config(self) -> dict[str, Any]:
-        return {"kind": self.kind, "out_features": self.out_features,
-                "weight_scale": self.weight_scale}
+        config = {"kind": self.kind, "out_features": self.out_features,
+                  "weight_scale": self.weight_scale}
+        if not self.bias:
+            config["bias"] = False
+        return config
 
     def _output_shape(self, input_shape: Shape) -> Shape:
         return (self.out_features,)
 
     def _param_specs(self, input_shape: Shape) -> ParamSpecs:
         d = math.prod(input_shape)
-        return {"W": ((d, self.out_features), _init_std(self.weight_scale, d)),
-                "b": ((self.out_features,), "zeros")}
+        specs: ParamSpecs = {"W": ((d, self.out_features), _init_std(self.weight_scale, d))}
+        if self.bias:
+            specs["b"] = ((self.out_features,), "zeros")
+        return specs
+
+    def _b(self, params, w):
+        if self.bias:
+            return self._p(params, "b")
+        return _constant(namespace_of(w, caller="Affine"), w, self.out_features, 0.0)
 
     def forward(self, x, params):
-        return layers.affine_forward(x, self._p(params, "W"), self._p(params, "b"))
+        w = self._p(params, "W")
+        return layers.affine_forward(x, w, self._b(params, w))
 
     def backward(self, dout, cache, params, need_dx=True):
-        if need_dx:
+        if "W" in self.frozen:  # no weight gradient: dx and db only
+            x, w, _ = cache
+            xp = namespace_of(dout, w, caller="Affine")
+            dx = xp.reshape(dout @ w.T, tuple(x.shape)) if need_dx else None
+            dw, db = None, xp.sum(dout, axis=0)
+        elif need_dx:
             dx, dw, db = layers.affine_backward(dout, cache)
         else:
             dx = None
             dw, db = layers._affine_backward_params(dout, cache)
-        return dx, {self.prefix + "W": dw, self.prefix + "b": db}
+        return dx, self._trained({"W": dw, "b": db if self.bias else None})
 
 
 class Conv(Module):
@@ -204,15 +273,21 @@ class Conv(Module):
 
     ``size`` is an int or (height, width); ``pad`` defaults to ``(size - 1) // 2``
     ("same" for odd sizes and stride 1); ``weight_scale`` defaults to He
-    initialization, sqrt(2 / (C * size * size)).
+    initialization, sqrt(2 / (C * size * size)). ``bias=False``: no ``b`` (before a
+    batchnorm it is redundant). ``init='dirac'``: the first ``min(filters, C)`` filters
+    are the identity (filter ``i`` passes input channel ``i`` through its centre tap,
+    PyTorch's ``dirac_``), the others drawn as for ``'he'``.
     """
 
     kind = "conv"
     weight_names = ("W",)
 
     def __init__(self, filters: int, size: int | Sequence[int] = 3, stride: int = 1,
-                 pad: int | None = None, weight_scale: float | None = None) -> None:
+                 pad: int | None = None, weight_scale: float | None = None,
+                 bias: bool = True, init: str = "he") -> None:
         super().__init__()
+        self.bias = bool(bias)
+        self.init = checks.choice(init, CONV_INITS, "init", "Conv")
         self.filters = checks.positive_int(filters, "filters", "Conv")
         sizes = (size, size) if isinstance(size, int) else tuple(size)
         self.size = tuple(checks.positive_int(s, "size", "Conv") for s in sizes)
@@ -224,13 +299,20 @@ class Conv(Module):
     @property
     def config(self) -> dict[str, Any]:
         size = self.size[0] if self.size[0] == self.size[1] else list(self.size)
-        return {"kind": self.kind, "filters": self.filters, "size": size,
-                "stride": self.stride, "pad": self.pad, "weight_scale": self.weight_scale}
+        config = {"kind": self.kind, "filters": self.filters, "size": size,
+                  "stride": self.stride, "pad": self.pad, "weight_scale": self.weight_scale}
+        if not self.bias:
+            config["bias"] = False
+        if self.init != "he":
+            config["init"] = self.init
+        return config
 
     def describe(self) -> str:
         return (f"conv {self.filters} {self.size[0]}x{self.size[1]}"
                 + (f" stride {self.stride}" if self.stride != 1 else "")
-                + (f" pad {self.pad}" if self.pad != (self.size[0] - 1) // 2 else ""))
+                + (f" pad {self.pad}" if self.pad != (self.size[0] - 1) // 2 else "")
+                + ("" if self.bias else " no bias")
+                + (f" {self.init}" if self.init != "he" else ""))
 
     def _output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 3:
@@ -255,32 +337,43 @@ class Conv(Module):
     def _param_specs(self, input_shape: Shape) -> ParamSpecs:
         c = input_shape[0]
         fan_in = c * self.size[0] * self.size[1]
-        return {"W": ((self.filters, c, *self.size), _init_std(self.weight_scale, fan_in)),
-                "b": ((self.filters,), "zeros")}
+        std = _init_std(self.weight_scale, fan_in)
+        specs: ParamSpecs = {"W": ((self.filters, c, *self.size),
+                                   ("dirac", std) if self.init == "dirac" else std)}
+        if self.bias:
+            specs["b"] = ((self.filters,), "zeros")
+        return specs
 
     def forward(self, x, params):
+        w = self._p(params, "W")
+        b = self._p(params, "b") if self.bias else \
+            _constant(namespace_of(w, caller="Conv"), w, self.filters, 0.0)
         frame = getattr(self, "_frame", None)
         if frame is None:
-            return fast_layers.conv_forward_fast(x, self._p(params, "W"), self._p(params, "b"),
-                                                 {"stride": self.stride, "pad": self.pad})
+            return fast_layers.conv_forward_fast(x, w, b, {"stride": self.stride,
+                                                           "pad": self.pad})
         xf = _reframe(namespace_of(x, caller="Conv"), x, *frame)
-        out, cache = fast_layers.conv_forward_fast(xf, self._p(params, "W"),
-                                                   self._p(params, "b"),
-                                                   {"stride": self.stride, "pad": 0})
+        out, cache = fast_layers.conv_forward_fast(xf, w, b, {"stride": self.stride, "pad": 0})
         return out, (cache, tuple(x.shape))
 
     def backward(self, dout, cache, params, need_dx=True):
+        """Frozen filters in the first layer (``need_dx`` False) cost only the bias
+        gradient, a sum; elsewhere the fused backward computes and drops theirs."""
         frame = getattr(self, "_frame", None)
         if frame is not None:
             cache, shape = cache
-        if need_dx:
+        if "W" in self.frozen and not need_dx:
+            dx = dw = None
+            db = (namespace_of(dout, caller="Conv").sum(dout, axis=(0, 2, 3))
+                  if self.bias and "b" not in self.frozen else None)
+        elif need_dx:
             dx, dw, db = fast_layers.conv_backward_fast(dout, cache)
             if frame is not None:
                 dx = _unframe(namespace_of(dx, caller="Conv"), dx, shape, *frame)
         else:
             dx = None
             dw, db = fast_layers.conv_backward_params(dout, cache)
-        return dx, {self.prefix + "W": dw, self.prefix + "b": db}
+        return dx, self._trained({"W": dw, "b": db if self.bias else None})
 
 
 # ---------------------------------------------------------------------------
@@ -321,6 +414,33 @@ class GELU(Module):
 
     def backward(self, dout, cache, params, need_dx=True):
         return layers.gelu_backward(dout, cache), {}
+
+
+class Scale(Module):
+    """``factor * x`` with a constant ``factor`` (the speed record multiplies its logits
+    by 1/9 after a linear head without bias)."""
+
+    kind = "scale"
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        factor = float(factor) if isinstance(factor, (int, float)) else factor
+        if not isinstance(factor, float) or not math.isfinite(factor) or factor == 0.0:
+            raise InputError(f"Scale: factor must be a finite nonzero number, got {factor!r}")
+        self.factor = factor
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "factor": self.factor}
+
+    def describe(self) -> str:
+        return f"scale {self.factor:.6g}"
+
+    def forward(self, x, params):
+        return x * self.factor, None
+
+    def backward(self, dout, cache, params, need_dx=True):
+        return dout * self.factor, {}
 
 
 class MaxPool(Module):
@@ -467,17 +587,50 @@ class _BatchStatisticsNorm(_Norm):
     rank: ClassVar[int] = 1
     layout: ClassVar[str] = "(D,)"
 
-    def __init__(self, momentum: float = 0.9, eps: float = 1e-5) -> None:
+    def __init__(self, momentum: float = 0.9, eps: float = 1e-5, scale: bool = True,
+                 center: bool = True) -> None:
         super().__init__()
-        self.momentum, self.eps = momentum, eps
+        name = type(self).__name__
+        momentum = checks.nonnegative_number(momentum, "momentum", name)
+        if momentum > 1:
+            raise InputError(f"{name}: momentum must lie in [0, 1] (running = momentum * "
+                             f"running + (1 - momentum) * batch), got {momentum!r}")
+        self.momentum, self.eps = momentum, checks.positive_number(eps, "eps", name)
+        #: scale=False: no gamma (a scale of 1); center=False: no beta (a shift of 0)
+        self.scale, self.center = bool(scale), bool(center)
         self.bn_param: dict[str, Any] = {"mode": "train", "momentum": momentum, "eps": eps}
 
     @property
     def config(self) -> dict[str, Any]:
-        return {"kind": self.kind, "momentum": self.momentum, "eps": self.eps}
+        config = {"kind": self.kind, "momentum": self.momentum, "eps": self.eps}
+        if not self.scale:
+            config["scale"] = False
+        if not self.center:
+            config["center"] = False
+        return config
+
+    def _param_specs(self, input_shape: Shape) -> ParamSpecs:
+        specs = super()._param_specs(input_shape)
+        if not self.scale:
+            del specs["gamma"]
+        if not self.center:
+            del specs["beta"]
+        return specs
+
+    def _gamma_beta(self, x: Array, params: Mapping[str, Array]) -> tuple[Array, Array]:
+        xp = namespace_of(x, caller=type(self).__name__)
+        n = self._param_shape(self.input_shape or tuple(x.shape[1:]))[0]
+        gamma = self._p(params, "gamma") if self.scale else _constant(xp, x, n, 1.0)
+        beta = self._p(params, "beta") if self.center else _constant(xp, x, n, 0.0)
+        return gamma, beta
+
+    def _grads(self, dgamma: Array, dbeta: Array) -> dict[str, Array]:
+        return self._trained({"gamma": dgamma if self.scale else None,
+                              "beta": dbeta if self.center else None})
 
     def describe(self) -> str:
-        return self.kind
+        return self.kind + ("" if self.scale else " no scale") + \
+            ("" if self.center else " no shift")
 
     def _output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != self.rank:
@@ -510,12 +663,11 @@ class BatchNorm(_BatchStatisticsNorm):
     kind = "batchnorm"
 
     def forward(self, x, params):
-        return layers.batchnorm_forward(x, self._p(params, "gamma"), self._p(params, "beta"),
-                                        self.bn_param)
+        return layers.batchnorm_forward(x, *self._gamma_beta(x, params), self.bn_param)
 
     def backward(self, dout, cache, params, need_dx=True):
         dx, dg, db = layers.batchnorm_backward_alt(dout, cache)
-        return dx, {self.prefix + "gamma": dg, self.prefix + "beta": db}
+        return dx, self._grads(dg, db)
 
 
 class SpatialBatchNorm(_BatchStatisticsNorm):
@@ -526,12 +678,11 @@ class SpatialBatchNorm(_BatchStatisticsNorm):
     layout = "(C, H, W)"
 
     def forward(self, x, params):
-        return layers.spatial_batchnorm_forward(x, self._p(params, "gamma"),
-                                                self._p(params, "beta"), self.bn_param)
+        return layers.spatial_batchnorm_forward(x, *self._gamma_beta(x, params), self.bn_param)
 
     def backward(self, dout, cache, params, need_dx=True):
         dx, dg, db = layers.spatial_batchnorm_backward(dout, cache)
-        return dx, {self.prefix + "gamma": dg, self.prefix + "beta": db}
+        return dx, self._grads(dg, db)
 
 
 class LayerNorm(_Norm):
@@ -550,7 +701,7 @@ class LayerNorm(_Norm):
 
     def backward(self, dout, cache, params, need_dx=True):
         dx, dg, db = layers.layernorm_backward(dout, cache)
-        return dx, {self.prefix + "gamma": dg, self.prefix + "beta": db}
+        return dx, self._trained({"gamma": dg, "beta": db})
 
 
 class GroupNorm(_Norm):
@@ -584,7 +735,7 @@ class GroupNorm(_Norm):
 
     def backward(self, dout, cache, params, need_dx=True):
         dx, dg, db = layers.spatial_groupnorm_backward(dout, cache)
-        return dx, {self.prefix + "gamma": dg, self.prefix + "beta": db}
+        return dx, self._trained({"gamma": dg, "beta": db})
 
 
 # ---------------------------------------------------------------------------
@@ -699,8 +850,9 @@ class Residual(Module):
 
 
 MODULE_KINDS: dict[str, type[Module]] = {
-    cls.kind: cls for cls in (Affine, Conv, ReLU, GELU, MaxPool, GlobalAvgPool, Flatten, Dropout,
-                              BatchNorm, SpatialBatchNorm, LayerNorm, GroupNorm, Residual)
+    cls.kind: cls for cls in (Affine, Conv, ReLU, GELU, Scale, MaxPool, GlobalAvgPool, Flatten,
+                              Dropout, BatchNorm, SpatialBatchNorm, LayerNorm, GroupNorm,
+                              Residual)
 }
 
 

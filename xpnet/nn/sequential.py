@@ -30,6 +30,7 @@ from .._ops import checks
 from ..backend import Backend, dtype_name, get_backend
 from ..errors import InputError
 from ..layers import softmax_loss
+from .init import dirac
 from .model import Model
 from .modules import Module, module_from_config
 
@@ -56,11 +57,14 @@ class Sequential(Model):
     seed : int, optional
         Seeds the initial weights.
     backend : str, module or Backend, optional
+    frozen : sequence of str
+        Parameters held fixed from the start (:meth:`freeze`), e.g. ``["0.W"]``.
     """
 
     def __init__(self, *modules: Module, input_shape: Sequence[int], reg: float = 0.0,
                  label_smoothing: float = 0.0, dtype: Any = "float32",
-                 seed: int | None = None, backend: str | Backend | Any = None) -> None:
+                 seed: int | None = None, backend: str | Backend | Any = None,
+                 frozen: Sequence[str] = ()) -> None:
         if not modules:
             raise InputError("Sequential needs at least one module")
         for i, m in enumerate(modules):
@@ -93,7 +97,19 @@ class Sequential(Model):
         self.params: dict[str, Any] = {}
         self._init_params(specs)
         self.weights = [m.prefix + w for top in self.layers for m in top.modules()
-                        for w in m.weight_names]
+                        for w in m.weight_names if m.prefix + w in self.params]
+        #: global parameter name -> (the innermost module holding it, its local name)
+        self._owners = {m.prefix + local: (m, local) for top in self.layers
+                        for m in top.modules() for local in self._local_names(m, specs)}
+        if isinstance(frozen, str):
+            frozen = [frozen]
+        self.freeze(*frozen)
+
+    @staticmethod
+    def _local_names(module: Module, specs: Mapping[str, tuple]) -> list[str]:
+        """The names of ``module``'s own parameters (not those of modules inside it)."""
+        n = len(module.prefix)
+        return [k[n:] for k in specs if k.startswith(module.prefix) and "." not in k[n:]]
 
     def _init_params(self, specs: Mapping[str, tuple]) -> None:
         be, xp = self.backend, self.backend.xp
@@ -102,6 +118,10 @@ class Sequential(Model):
                 value = xp.zeros(shape, dtype=self.dtype, device=be.device)
             elif init == "ones":
                 value = xp.ones(shape, dtype=self.dtype, device=be.device)
+            elif isinstance(init, tuple) and init[0] == "dirac":  # identity, then N(0, std^2)
+                value = dirac(xp, be.random_normal(
+                    shape, std=init[1], dtype=self.dtype,
+                    seed=None if self.seed is None else (self.seed, k)))
             else:
                 value = be.random_normal(shape, std=init, dtype=self.dtype,
                                          seed=None if self.seed is None else (self.seed, k))
@@ -111,10 +131,42 @@ class Sequential(Model):
     @property
     def config(self) -> dict[str, Any]:
         """What rebuilds this model (the modules' configs and the settings)."""
-        return {"modules": [m.config for m in self.layers],
-                "input_shape": list(self.input_shape), "reg": self.reg,
-                "label_smoothing": self.label_smoothing, "dtype": dtype_name(self.dtype),
-                "seed": self.seed}
+        config = {"modules": [m.config for m in self.layers],
+                  "input_shape": list(self.input_shape), "reg": self.reg,
+                  "label_smoothing": self.label_smoothing, "dtype": dtype_name(self.dtype),
+                  "seed": self.seed}
+        if self.frozen:
+            config["frozen"] = self.frozen
+        return config
+
+    # -- frozen parameters -------------------------------------------------------
+    @property
+    def frozen(self) -> list[str]:
+        """The parameters held fixed now, in model order (buffers, not ``params``)."""
+        return [name for name, (m, local) in self._owners.items() if local in m.frozen]
+
+    def _owner(self, name: str) -> tuple[Module, str]:
+        if name not in self._owners:
+            raise InputError(f"Sequential has no parameter {name!r}; its parameters are "
+                             f"{', '.join(self._owners)}")
+        return self._owners[name]
+
+    def freeze(self, *names: str) -> None:
+        """Hold the parameters ``names`` fixed (e.g. ``"0.W"``): they leave ``params`` (so
+        no update rule sees them), the loss returns no gradient for them and, where the
+        layer allows, computes none; they are saved and loaded as buffers. Freezing a
+        frozen parameter does nothing."""
+        for name in names:
+            module, local = self._owner(name)
+            if local not in module.frozen:
+                module.hold(local, self.params.pop(name))
+
+    def unfreeze(self, *names: str) -> None:
+        """Make frozen parameters trainable again (back in ``params``)."""
+        for name in names:
+            module, local = self._owner(name)
+            if local in module.frozen:
+                self.params[name] = module.release(local)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], backend: Any = None) -> Sequential:
@@ -127,16 +179,23 @@ class Sequential(Model):
         out: dict[str, Any] = {}
         for m in self.layers:
             out.update(m.buffers())
+        for top in self.layers:
+            for m in top.modules():
+                out.update(m.fixed_buffers())
         return out
 
     def load_buffers(self, buffers: Mapping[str, Any]) -> None:
         known = {m.prefix + k for top in self.layers for m in top.modules()
                  if hasattr(m, "bn_param") for k in ("running_mean", "running_var")}
+        known.update(self.frozen)
         unknown = sorted(set(buffers) - known)
         if unknown:
             raise InputError(f"Sequential has no buffers {', '.join(unknown)}")
         for m in self.layers:
             m.load_buffers(buffers, self.backend)
+        for top in self.layers:
+            for m in top.modules():
+                m.load_fixed(buffers, self.backend)
 
     def set_mode(self, mode: str) -> None:
         super().set_mode(mode)
@@ -180,7 +239,7 @@ class Sequential(Model):
         for i in range(len(self.layers) - 1, -1, -1):
             d, g = self.layers[i].backward(d, caches[i], p, need_dx=i > 0)
             grads.update(g)
-        loss = self.l2_penalty(loss, grads, self.weights)
+        loss = self.l2_penalty(loss, grads, [w for w in self.weights if w in self.params])
         return loss, grads
 
     # -- description -----------------------------------------------------------
