@@ -438,3 +438,21 @@ def test_fast_conv_takes_the_registered_library_kernel_where_there_is_one(backen
     with xpnet.fast_paths_disabled():
         _, cache = fast_layers.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})
     assert cache["method"] in ("im2col", "shifted", "winograd")
+
+
+def test_library_forward_then_backward_without_the_library_path(backend):
+    """A cache from the library's forward (torch) still backpropagates where its backward
+    refuses (float32 stride 2) or fast paths are switched off: by xpnet's own products."""
+    x, w, b = (backend.asarray(xpnet.to_numpy(rand(backend, *s, seed=k)), dtype="float32")
+               for k, s in enumerate(((2, 3, 7, 7), (2, 3, 3, 3), (2,))))
+    for stride, pad in ((2, 0), (1, 1)):
+        param = {"stride": stride, "pad": pad}
+        out, cache = layers.conv_forward_naive(x, w, b, param)
+        dout = backend.asarray(np.random.default_rng(9).standard_normal(out.shape),
+                               dtype="float32")
+        expected = layers.conv_backward_naive(dout, cache)
+        _, fast_cache = fast_layers.conv_forward_fast(x, w, b, param)
+        with xpnet.fast_paths_disabled():
+            got = fast_layers.conv_backward_fast(dout, fast_cache)
+        for g, e in zip(got, expected, strict=True):
+            assert_close(g, e, rtol=1e-5, atol=1e-4)

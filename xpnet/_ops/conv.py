@@ -246,18 +246,21 @@ def conv_backward(xp, dout: Array, cache: dict, caller: str, need_dx: bool = Tru
     """``(dx, dw, db)`` of :func:`conv_forward` (``dx`` None unless ``need_dx``)."""
     x, w, stride, pad = cache["x"], cache["w"], cache["stride"], cache["pad"]
     check_dout(dout, cache["out_shape"], caller)
-    if cache["method"] == "library":
-        return ops.conv2d_backward(dout, x, w, stride, pad, need_dx=need_dx)
+    method = cache["method"]
+    if method == "library":
+        if ops.conv2d_backward.select(dout, x, w, stride, pad, need_dx=need_dx) is not None:
+            return ops.conv2d_backward(dout, x, w, stride, pad, need_dx=need_dx)
+        method = "shifted"  # the library's backward refuses these (or is switched off)
     n, f, out_h, out_w = cache["out_shape"]
     _, c, hh, ww = w.shape
     dout_t = _as_matrix(xp, xp.permute_dims(dout, (1, 0, 2, 3)), f)  # (F, N H' W')
     db = xp.sum(dout_t, axis=1)
     taps = dcols = None
-    if cache["method"] == "winograd":
+    if method == "winograd":
         dx, dw = winograd.backward(xp, xp.permute_dims(dout, (1, 0, 2, 3)), cache["winograd"],
                                    tuple(x.shape), tuple(w.shape), pad, need_dx)
         return dx, dw, db
-    if cache["method"] == "im2col":
+    if method == "im2col":
         cols = cache["cols"]
         dw = xp.reshape(dout_t @ xp.matrix_transpose(cols), w.shape)
         if not need_dx:
