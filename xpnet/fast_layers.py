@@ -7,9 +7,11 @@ and matrix products (:mod:`xpnet._ops.conv`), with no Python loop over the
 batch or the image. The course's other names are here too:
 
 =============================================  =====================================
-``conv_forward_fast`` / ``conv_backward_fast``  picks im2col or shifted products
-                                                (im2col while its column matrix fits
-                                                in ``IM2COL_BUDGET_BYTES``)
+``conv_forward_fast`` / ``conv_backward_fast``  the array library's own kernels where
+                                                registered (torch), else im2col or
+                                                shifted products (im2col while its
+                                                column matrix fits in
+                                                ``IM2COL_BUDGET_BYTES``)
 ``conv_forward_im2col`` / ``..._backward_im2col``  one column matrix, one product
 ``conv_forward_strides`` / ``..._backward_strides``  one product per filter tap
 ``conv_forward_winograd`` / ``..._backward_winograd``  3x3 stride 1: Winograd F(2x2, 3x3)
