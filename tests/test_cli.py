@@ -433,7 +433,10 @@ def test_info_lists_backends_and_versions(capsys):
 
 def test_help(capsys):
     code, out, _ = run_cli(capsys, "train", "--help")
-    assert code == 0 and "--resume" in out and "--preset" in out
+    assert code == 0 and "--resume" in out and "--preset" in out and "--device" in out
+    for command in ("sweep", "gradcheck"):
+        code, out, _ = run_cli(capsys, command, "--help")
+        assert code == 0 and "--device" in out and "XPNET_DEVICE" in out, command
     code, out, _ = run_cli(capsys, "--help")
     assert code == 0 and all(c in out for c in ("train", "info", "gradcheck"))
 
