@@ -13,6 +13,7 @@ import importlib.util
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .folder import HISTORY_PLOT, PARAMS_PLOT
 from .space import SEARCHABLE, Choices, SearchSpace, format_value
@@ -66,10 +67,15 @@ def write_plots(trials: Sequence[TrialRecord], space: SearchSpace, folder: Path
     scored = [t for t in trials if t.value is not None and t.state in ("complete", "pruned")]
     if not scored:
         return []
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator, NullFormatter
-
     from ...vis_utils import save_figure
+
+    return [Path(save_figure(_params_figure(scored, space), folder / PARAMS_PLOT)),
+            Path(save_figure(_history_figure(scored), folder / HISTORY_PLOT))]
+
+
+def _params_figure(scored: list[TrialRecord], space: SearchSpace) -> Any:
+    """Accuracy against each searched hyperparameter, one panel each; the best starred."""
+    from matplotlib.figure import Figure
 
     keys = list(space.dimensions)
     columns = min(3, len(keys))
@@ -78,38 +84,49 @@ def write_plots(trials: Sequence[TrialRecord], space: SearchSpace, folder: Path
     best = max((t for t in scored if t.state == "complete"), key=lambda t: t.value or 0.0,
                default=None)
     for index, key in enumerate(keys):
-        ax = fig.add_subplot(rows, columns, index + 1)
-        dim = space.dimensions[key]
-        categories = ([format_value(key, v) for v in dim.values]
-                      if isinstance(dim, Choices) else None)
-
-        def position(value: object, categories: list[str] | None = categories,
-                     key: str = key) -> float:
-            if categories is None:
-                return float(value)  # type: ignore[arg-type]
-            return float(categories.index(format_value(key, value)))
-
-        for state, style in (("complete", {"color": "tab:blue"}),
-                             ("pruned", {"color": "0.6", "marker": "x"})):
-            points = [(position(t.options[key]), t.value) for t in scored
-                      if t.state == state and key in t.options]
-            if points:
-                ax.scatter(*zip(*points, strict=True), label=state, s=22, **style)
-        if best is not None and key in best.options:
-            ax.scatter([position(best.options[key])], [best.value], marker="*", s=160,
-                       color="tab:red", label=f"best (trial {best.number})", zorder=3)
-        if categories is not None:
-            ax.set_xticks(range(len(categories)), categories)
-            ax.set_xlim(-0.5, len(categories) - 0.5)
-        elif getattr(dim, "log", False):
-            ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(NullFormatter())  # no overlapping minor labels
-        ax.set_xlabel(SEARCHABLE[key].flag[2:])
-        ax.set_ylabel("best validation accuracy")
-        ax.grid(alpha=0.3)
+        _params_panel(fig.add_subplot(rows, columns, index + 1), key, space.dimensions[key],
+                      scored, best)
     fig.axes[0].legend(fontsize="small")
     fig.suptitle("accuracy against each hyperparameter")
-    written = [Path(save_figure(fig, folder / PARAMS_PLOT))]
+    return fig
+
+
+def _params_panel(ax: Any, key: str, dim: Any, scored: list[TrialRecord],
+                  best: TrialRecord | None) -> None:
+    """One hyperparameter's panel: categories on their own ticks, log ranges on log axes."""
+    from matplotlib.ticker import NullFormatter
+
+    categories = [format_value(key, v) for v in dim.values] if isinstance(dim, Choices) else None
+
+    def position(value: object) -> float:
+        if categories is None:
+            return float(value)  # type: ignore[arg-type]
+        return float(categories.index(format_value(key, value)))
+
+    for state, style in (("complete", {"color": "tab:blue"}),
+                         ("pruned", {"color": "0.6", "marker": "x"})):
+        points = [(position(t.options[key]), t.value) for t in scored
+                  if t.state == state and key in t.options]
+        if points:
+            ax.scatter(*zip(*points, strict=True), label=state, s=22, **style)
+    if best is not None and key in best.options:
+        ax.scatter([position(best.options[key])], [best.value], marker="*", s=160,
+                   color="tab:red", label=f"best (trial {best.number})", zorder=3)
+    if categories is not None:
+        ax.set_xticks(range(len(categories)), categories)
+        ax.set_xlim(-0.5, len(categories) - 0.5)
+    elif getattr(dim, "log", False):
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # no overlapping minor labels
+    ax.set_xlabel(SEARCHABLE[key].flag[2:])
+    ax.set_ylabel("best validation accuracy")
+    ax.grid(alpha=0.3)
+
+
+def _history_figure(scored: list[TrialRecord]) -> Any:
+    """Each trial's accuracy by number (grey: pruned) and the best so far."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(6.5, 4.0), layout="constrained")
     ax = fig.add_subplot()
@@ -130,5 +147,4 @@ def write_plots(trials: Sequence[TrialRecord], space: SearchSpace, folder: Path
     ax.set_title("optimization history")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    written.append(Path(save_figure(fig, folder / HISTORY_PLOT)))
-    return written
+    return fig
