@@ -221,6 +221,15 @@ def test_sigint_then_resume_gives_the_same_weights_bit_for_bit(backend_env, tmp_
     assert not (broken / "checkpoint_interrupted.npz").exists()
 
 
+def test_the_package_has_no_test_hooks():
+    """Faults are injected from outside (tests/faults.py): no environment variable of the
+    shipped package interrupts or kills anything for a test."""
+    hooks = re.compile(r"XPNET_\w*(?:TEST|INTERRUPT|KILL)\w*")
+    found = {path.relative_to(ROOT).as_posix(): sorted(set(hooks.findall(path.read_text())))
+             for path in sorted((ROOT / "xpnet").rglob("*.py"))}
+    assert {k: v for k, v in found.items() if v} == {}
+
+
 # ---------------------------------------------------------------------------
 # Bad input: one line, exit status 2, nothing half-written
 
