@@ -7,8 +7,9 @@ step (and by ``lr_decay ** epoch``, which is 1 by default).
 
 :func:`get_schedule` builds one from a name: ``constant``, ``cosine`` (linear
 warm-up then a cosine down to ``min_factor``), ``onecycle`` (linear up to the
-peak, then linearly down to ``min_factor``) or ``piecewise`` (linear between
-given points).
+peak, then linearly down to ``min_factor``), ``piecewise`` (linear between
+given points) or ``triangle`` (the speed record's: from 0.2 up to 1 at 23% of the run,
+then down towards 0.07).
 
 A warm-up of ``warmup`` (a fraction of the run) lasts ``ceil(warmup * total)``
 iterations and climbs linearly to factor 1 at its last one: with ``warmup=0.25``
@@ -24,8 +25,8 @@ from dataclasses import dataclass
 from ._ops import checks
 from .errors import InputError
 
-__all__ = ["SCHEDULES", "Constant", "Cosine", "OneCycle", "PiecewiseLinear", "get_schedule",
-           "warmup_iterations"]
+__all__ = ["SCHEDULES", "Constant", "Cosine", "OneCycle", "PiecewiseLinear", "Triangle",
+           "get_schedule", "warmup_iterations"]
 
 
 def warmup_iterations(warmup: float, total: int) -> int:
@@ -111,11 +112,41 @@ def OneCycle(peak: float = 0.3, start_factor: float = 0.1,  # noqa: N802 (a sche
     return PiecewiseLinear(((0.0, start_factor), (peak, 1.0), (1.0, min_factor)))
 
 
+@dataclass(frozen=True)
+class Triangle:
+    """The speed record's triangle: linear from ``start`` at iteration 0 up to 1 at
+    iteration ``p = int(peak * total)``, then linear down to ``end``, which it would
+    reach at iteration ``total`` (airbench94: start 0.2, peak 0.23, end 0.07):
+    ``start + (1 - start) * i / p`` before ``p``, ``1 + (end - 1) * (i - p) / (total - p)``
+    from ``p`` on."""
+
+    start: float = 0.2
+    peak: float = 0.23
+    end: float = 0.07
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.peak < 1.0:
+            raise InputError(f"triangle schedule: peak must be a fraction of the run in "
+                             f"[0, 1), got {self.peak!r}")
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+                raise InputError(f"triangle schedule: {name} must be a factor in [0, 1], "
+                                 f"got {value!r}")
+
+    def __call__(self, iteration: int, total: int) -> float:
+        p = int(self.peak * total)
+        if iteration < p:
+            return self.start + (1.0 - self.start) * iteration / p
+        return 1.0 + (self.end - 1.0) * (iteration - p) / max(total - p, 1)
+
+
 SCHEDULES: dict[str, Callable[..., Callable[[int, int], float]]] = {
     "constant": Constant,
     "cosine": Cosine,
     "onecycle": OneCycle,
     "piecewise": PiecewiseLinear,
+    "triangle": Triangle,
 }
 
 
@@ -135,7 +166,8 @@ def get_schedule(name: str | Callable | None, warmup: float = 0.0,
         The points of ``piecewise``.
     peak : float, optional
         Where ``onecycle`` peaks, a fraction of the run (default 0.3, or
-        ``warmup`` when that is nonzero); other schedules refuse it.
+        ``warmup`` when that is nonzero), or ``triangle`` (default 0.23); other
+        schedules refuse it.
 
     Raises
     ------
@@ -147,9 +179,14 @@ def get_schedule(name: str | Callable | None, warmup: float = 0.0,
     checks.choice(name, tuple(SCHEDULES), "schedule")
     if not 0.0 <= warmup < 1.0:
         raise InputError(f"warm-up must be a fraction of the run in [0, 1), got {warmup!r}")
-    if peak is not None and name != "onecycle":
-        raise InputError(f"the {name} schedule has no peak (only onecycle has), got "
-                         f"peak={peak!r}")
+    if peak is not None and name not in ("onecycle", "triangle"):
+        raise InputError(f"the {name} schedule has no peak (only onecycle and triangle "
+                         f"have), got peak={peak!r}")
+    if name == "triangle":
+        if warmup:
+            raise InputError("the triangle schedule has no warm-up (its climb to the peak "
+                             "is one): give peak instead")
+        return Triangle() if peak is None else Triangle(peak=peak)
     if name == "piecewise":
         if not points:
             raise InputError("the piecewise schedule needs points (fraction, factor)")
