@@ -158,11 +158,33 @@ def test_host_only_backends_refuse_a_gpu_device():
 
 
 def test_device_default_from_the_environment(monkeypatch):
-    monkeypatch.setenv("XPNET_DEVICE", "cpu")
-    assert get_backend("numpy") is get_backend("numpy", None)
     monkeypatch.setenv("XPNET_DEVICE", "cuda")
+    # host-only libraries ignore it; only an explicit device is refused
+    assert get_backend("numpy") is xpnet.backend_of(np.zeros(1))
     with pytest.raises(BackendError, match="CPU only, got device 'cuda'"):
-        get_backend("numpy")
+        get_backend("numpy", "cuda")
+    torch = pytest.importorskip("torch")
+    monkeypatch.setenv("XPNET_DEVICE", "cpu")
+    assert get_backend("torch") is xpnet.backend_of(torch.zeros(1))
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("XPNET_DEVICE", "cuda")
+        with pytest.raises(BackendError, match="torch cannot use device 'cuda'"):
+            get_backend("torch")
+
+
+def test_a_stream_saved_on_another_library_goes_on_with_a_warning():
+    pytest.importorskip("torch")
+    saved = get_backend("torch").new_stream(3)
+    saved.uniform((4,))
+    state = saved.state()
+    stream = get_backend("numpy").new_stream(0)
+    with pytest.warns(UserWarning, match="saved on torch"):
+        stream.set_state(state)
+    assert (stream.seed, stream.counter) == (3, 1)
+    u = stream.uniform((3,), dtype="float64")  # a new generator: (seed 3, segment 2)
+    np.testing.assert_array_equal(u, get_backend("numpy").draw(
+        get_backend("numpy").make_generator(xpnet.backend.random.derive_seed(3, 2)),
+        "uniform", (3,), "float64"))
 
 
 def test_auto_prefers_cupy_then_torch_on_cuda_then_numpy(monkeypatch):

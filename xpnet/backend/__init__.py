@@ -163,8 +163,9 @@ def get_backend(name_or_namespace: Any = None, device: Any = None) -> Backend:
         is usable, else torch on CUDA, else NumPy.
     device : optional
         ``'cpu'``, ``'cuda'``, ``'cuda:1'``, an index or a library device object;
-        default ``$XPNET_DEVICE``, else the library's default (the CPU for torch,
-        device 0 for CuPy).
+        default ``$XPNET_DEVICE`` for the libraries with devices (torch, CuPy; NumPy
+        and array_api_strict ignore it), else the library's default (the CPU for
+        torch, device 0 for CuPy).
 
     Returns
     -------
@@ -183,8 +184,6 @@ def get_backend(name_or_namespace: Any = None, device: Any = None) -> Backend:
             return name_or_namespace
         name_or_namespace = name_or_namespace.name
     name = _resolve_name(name_or_namespace)
-    if device is None:
-        device = os.environ.get("XPNET_DEVICE") or None
     if name == "auto":
         name, auto_device = _auto()
         device = auto_device if device is None else device
@@ -192,6 +191,8 @@ def get_backend(name_or_namespace: Any = None, device: Any = None) -> Backend:
     if problem is not None:
         raise BackendError(f"the {name} backend cannot be used: {problem}")
     cls = adapter(name)
+    if device is None and cls.has_devices:
+        device = os.environ.get("XPNET_DEVICE") or None
     canonical = cls.canonical_device(device)
     return _backend_for(cls, canonical)
 

@@ -69,6 +69,8 @@ class Backend:
     """
 
     name: ClassVar[str] = ""
+    #: whether the library has devices that ``$XPNET_DEVICE`` chooses from (torch, CuPy)
+    has_devices: bool = False
     #: whether arrays live in host memory
     on_host: bool = True
     #: whether reading a result costs no device synchronization

@@ -54,6 +54,7 @@ class CupyBackend(Backend):
     """CuPy arrays on one ``cupy.cuda.Device``; one Philox4x32-10 generator per stream."""
 
     name = "cupy"
+    has_devices = True
     on_host = False
     synchronous = False
 

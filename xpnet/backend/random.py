@@ -22,6 +22,7 @@ in two threads never share one.
 from __future__ import annotations
 
 import contextvars
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -89,8 +90,8 @@ class RandomStream:
             saved = self.backend.generator_state(self._generator)
             if saved is None:  # the library keeps its state to itself: end the segment
                 self._generator = None
-        return {"kind": self.kind, "seed": self.seed, "counter": self.counter,
-                "generator": saved}
+        return {"kind": self.kind, "library": self.backend.name, "seed": self.seed,
+                "counter": self.counter, "generator": saved}
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state` (of a stream of the same kind and library)."""
@@ -101,7 +102,17 @@ class RandomStream:
         self.seed = int(state["seed"])
         self.counter = int(state["counter"])
         saved = state.get("generator")
-        self._generator = None if saved is None else self.backend.restore_generator(saved)
+        library = state.get("library", self.backend.name)
+        if saved is not None and library != self.backend.name:
+            warnings.warn(f"the random stream was saved on {library}, whose generator "
+                          f"state {self.backend.name} cannot read: it goes on from a new "
+                          f"generator seeded from (seed, {self.counter + 1})", stacklevel=3)
+            saved = None
+        try:
+            self._generator = None if saved is None else self.backend.restore_generator(saved)
+        except (TypeError, ValueError, KeyError, RuntimeError) as err:
+            raise InputError(f"the saved {library} generator state cannot be restored "
+                             f"({err})") from None
 
     def reseed(self, seed: int) -> None:
         """Restart the stream from ``seed``."""

@@ -32,6 +32,7 @@ class TorchBackend(Backend):
     """torch tensors on one ``torch.device`` ('cpu' or 'cuda:i')."""
 
     name = "torch"
+    has_devices = True
 
     def __init__(self, device: Any) -> None:
         super().__init__(device)
