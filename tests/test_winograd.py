@@ -136,3 +136,11 @@ def test_winograd_gradients(backend, xs, f, pad):
               backend.asarray(rng.standard_normal(f)), {"stride": 1, "pad": pad}]
     check_layer_backward(fast_layers.conv_forward_winograd, fast_layers.conv_backward_winograd,
                          inputs, wrt=[0, 1, 2], names=["x", "w", "b"])
+
+
+def test_winograd_refuses_integer_arrays(backend):
+    x = backend.asarray(np.zeros((1, 1, 4, 4), dtype=np.int64))
+    w = backend.asarray(np.zeros((1, 1, 3, 3), dtype=np.int64))
+    with pytest.raises(InputError, match="floating"):
+        conv.conv_forward(backend.xp, x, w, backend.asarray(np.zeros(1, dtype=np.int64)), 1, 1,
+                          "winograd", "test")

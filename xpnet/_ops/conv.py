@@ -158,6 +158,9 @@ def choose_method(method: str, x: Array, w: Array, out_h: int, out_w: int,
     if method == "winograd" and not winograd.applies(tuple(w.shape), *stride_pad):
         raise InputError(f"{caller}: method 'winograd' needs 3x3 filters and stride 1, got "
                          f"{w.shape[2]}x{w.shape[3]} filters, stride {stride_pad[0]}")
+    if method == "winograd" and not all("float" in str(a.dtype) for a in (x, w)):
+        raise InputError(f"{caller}: method 'winograd' needs floating-point x and w (its "
+                         f"transforms halve), got {x.dtype} and {w.dtype}")
     if method != "auto":
         return method
     if (WINOGRAD_MIN_CHANNELS is not None and winograd.applies(tuple(w.shape), *stride_pad)
