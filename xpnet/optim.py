@@ -18,11 +18,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ._fast import ops
+from ._ops.muon import muon
 from ._ops.rule_defaults import RULE_STATE, with_defaults
 from .backend import namespace_of
 from .errors import InputError
 
-__all__ = ["sgd", "sgd_momentum", "rmsprop", "adam", "adagrad", "UPDATE_RULES", "get_update_rule"]
+__all__ = ["sgd", "sgd_momentum", "rmsprop", "adam", "adagrad", "muon", "UPDATE_RULES",
+           "MATRIX_RULES", "get_update_rule"]
 
 Array = Any
 Config = dict
@@ -141,6 +143,11 @@ UPDATE_RULES: dict[str, Callable] = {
     "adagrad": adagrad,
 }
 
+#: Rules for matrices and filter banks only (not for every parameter, so apart from
+#: UPDATE_RULES): Muon, for the conv weights of a parameter group
+#: (:func:`xpnet._ops.muon.muon`).
+MATRIX_RULES: dict[str, Callable] = {"muon": muon}
+
 #: The state arrays each built-in rule keeps in its config, by rule function (the
 #: table by name is :data:`xpnet._ops.rule_defaults.RULE_STATE`).
 STATE_KEYS: dict[Callable, tuple[str, ...]] = {
@@ -151,9 +158,12 @@ def get_update_rule(rule: str | Callable) -> Callable:
     """The update rule named ``rule`` (a callable is returned as is)."""
     if callable(rule):
         return rule
+    if rule in MATRIX_RULES:
+        return MATRIX_RULES[rule]
     if rule not in UPDATE_RULES:
         raise InputError(
-            f"unknown update_rule {rule!r}; expected one of {', '.join(UPDATE_RULES)} "
+            f"unknown update_rule {rule!r}; expected one of "
+            f"{', '.join([*UPDATE_RULES, *MATRIX_RULES])} "
             "or a function rule(w, dw, config) -> (next_w, config)"
         )
     return UPDATE_RULES[rule]
