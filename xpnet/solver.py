@@ -20,11 +20,12 @@ from ._ops.allocator import reuse_freed_memory
 from ._ops.counter_random import CounterStream
 from .backend import RandomStream, backend_of, get_backend
 from .backend.graphs import GraphedStep
-from .errors import TrainingDivergedError
+from .errors import InputError, TrainingDivergedError
 from .training import checkpoints, evaluation, updates
 from .training.batches import Batches
 from .training.interrupt import DeferredInterrupt
 from .training.losses import LossLog, diverged
+from .training.parallel import DataParallel
 from .training.rate import LearningRate
 
 __all__ = ["Solver", "TrainingDivergedError"]
@@ -76,6 +77,14 @@ class Solver:
     data_on_device : bool or 'auto'
         Put the training set on the device once, or keep it on the host (moving one
         minibatch per step); 'auto': on the host when the device is short of memory.
+    communicator : Communicator, optional
+        Data-parallel training over the ranks of :func:`xpnet.distributed.init`:
+        ``batch_size`` is the global batch, each rank computes the gradient of its
+        slice and one all-reduce per step averages them (:mod:`xpnet.training.parallel`);
+        rank 0 alone prints and writes checkpoints; evaluation is sharded.
+    sync_batchnorm : bool
+        With a communicator: batchnorm statistics over the global batch (else each
+        rank's slice, as PyTorch's DDP).
     """
 
     def __init__(self, model: Any, data: dict, update_rule: str | Callable = "sgd",
@@ -88,7 +97,8 @@ class Solver:
                  lr_schedule: str | Callable[[int, int], float] | None = None,
                  augment: Callable[[Any, Any], Any] | None = None,
                  test_time_flip: bool = False, device_random: bool = False,
-                 capturable: bool = False, data_on_device: bool | str = "auto") -> None:
+                 capturable: bool = False, data_on_device: bool | str = "auto",
+                 communicator: Any = None, sync_batchnorm: bool = False) -> None:
         self.model = model
         owner = getattr(model, "backend", None)
         self.backend = (get_backend(owner) if owner is not None
@@ -109,6 +119,16 @@ class Solver:
         #: the data set, placed once, and its minibatches
         self.batches = Batches(self.backend, model, data, self.batch_size, data_on_device)
         self.data_on_device = self.batches.on_device
+        #: the data-parallel part of the step (None: one process)
+        self.parallel: DataParallel | None = None
+        if communicator is not None:
+            if capturable:
+                raise InputError("Solver: capturable=True captures one process's step; "
+                                 "data-parallel training (communicator=) runs it eagerly")
+            self.parallel = DataParallel(communicator, self.backend, self.batch_size,
+                                         sync_batchnorm)
+            seed = self.parallel.agree_seed(seed)
+            self.verbose = verbose and self.parallel.is_root
         self.X_train, self.y_train, self.X_val, self.y_val = self.batches.arrays
         self._rule = optim.get_update_rule(update_rule)
         self.capturable, self.capture_problem = updates.try_capture(
@@ -119,6 +139,8 @@ class Solver:
             CounterStream(self.backend, seed) if device_random or self.capturable
             else self.backend.new_stream(seed))
         self._reset()
+        if self.parallel is not None:
+            self.parallel.start(self)
 
     def _reset(self) -> None:
         """Counters, histories, fresh per-parameter configs and the update strategy."""
@@ -186,6 +208,8 @@ class Solver:
 
     def _update_from_batch(self) -> Any:
         """Gather, forward, backward, update: what a CUDA graph captures; the loss."""
+        if self.parallel is not None:
+            return self.parallel.step(self)
         X_batch, y_batch = self.batches.draw(self.random)
         if self.augment is not None:
             X_batch = self.augment(X_batch, self.random)
@@ -216,6 +240,8 @@ class Solver:
         when checkpointing, and then raises ``KeyboardInterrupt``.
         """
         with DeferredInterrupt() as interrupt, self.random.active():
+            if self.parallel is not None:
+                self.parallel.interrupt = interrupt
             while self.iteration < self.num_iterations:
                 t = self.iteration
                 self._step()
@@ -233,7 +259,8 @@ class Solver:
                     self._end_of_epoch_check(epoch_end)
                 if self.callback is not None:
                     self.callback(self, "iteration")
-                if interrupt.requested:
+                if (interrupt.requested if self.parallel is None
+                        else self.parallel.stop_agreed(t % self.print_every == 0)):
                     self._flush_losses()
                     if self.checkpoint_name:
                         self.save_checkpoint(f"{self.checkpoint_name}_interrupted.npz")
@@ -244,6 +271,8 @@ class Solver:
     def _end_of_epoch_check(self, epoch_end: bool = True) -> None:
         """Accuracies into the histories, the best state kept, the epoch's checkpoint."""
         self._flush_losses()
+        if self.parallel is not None:
+            self.parallel.broadcast_buffers(self.model)
         evaluation.epoch_check(self)
         if self.callback is not None:
             self.callback(self, "epoch")
@@ -264,14 +293,18 @@ class Solver:
         (with replacement) when X has more; predicts ``batch_size`` at a time."""
         return evaluation.accuracy(self.model, self.backend, X, y, num_samples, batch_size,
                                    stream=self.random, flip=self.test_time_flip,
-                                   host=self.batches.on_host(X))
+                                   host=self.batches.on_host(X), parallel=self.parallel)
 
     def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """Everything needed to resume: ``(host arrays, header)`` of a checkpoint file."""
         return checkpoints.state(self)
 
     def save_checkpoint(self, path: str) -> str:
-        """Write the solver's state to ``path`` (``.npz``) atomically."""
+        """Write the solver's state to ``path`` (``.npz``) atomically (data-parallel: rank 0
+        alone writes)."""
+        if self.parallel is not None and not self.parallel.is_root:
+            self._flush_losses()
+            return path
         return checkpoints.save(self, path)
 
     def load_checkpoint(self, path: str) -> None:

@@ -19,6 +19,9 @@ only say which row of this table they are.
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from .._fast import ops, reference
@@ -27,6 +30,28 @@ from ..errors import InputError
 from .checks import shape_str
 
 Array = Any
+
+#: data-parallel training's reducer of batch statistics (None: this process's batch)
+_BATCH_SYNC: contextvars.ContextVar[Callable | None] = contextvars.ContextVar(
+    "xpnet_batch_sync", default=None)
+
+
+@contextmanager
+def synchronized(reduce: Callable[[list[Array]], list[Array]]) -> Iterator[None]:
+    """Batch statistics over every rank's slice while in this context (sync batchnorm).
+
+    ``reduce(arrays)`` returns the sum over the ranks of each array scaled by the
+    rank's share of the global batch. The forward pass then normalizes with the
+    global batch's mean and (biased) variance, and the backward pass uses the
+    global sums of ``dout`` and ``dout * x_hat``; the parameter gradients stay the
+    rank's own (the gradient all-reduce sums them). Only the statistics taken over
+    the batch axis (batchnorm, spatial batchnorm) are affected.
+    """
+    token = _BATCH_SYNC.set(reduce)
+    try:
+        yield
+    finally:
+        _BATCH_SYNC.reset(token)
 
 
 def _float_param(xp, p, x):
@@ -54,8 +79,13 @@ def forward(xp, x: Array, gamma: Array, beta: Array, eps: float,
     g = xp.reshape(gamma, param_work_shape)
     b = xp.reshape(beta, param_work_shape)
     mean = xp.mean(xw, axis=stat_axes, keepdims=True)
+    sync = _BATCH_SYNC.get() if 0 in stat_axes else None
+    if sync is not None:
+        (mean,) = sync([mean])
     centered = xw - mean
     var = xp.mean(centered * centered, axis=stat_axes, keepdims=True)
+    if sync is not None:
+        (var,) = sync([var])
     std = xp.sqrt(var + eps)
     inv_std = 1.0 / std
     x_hat = centered * inv_std
@@ -69,6 +99,8 @@ def forward(xp, x: Array, gamma: Array, beta: Array, eps: float,
     cache = {"x_hat": x_hat, "centered": centered, "std": std, "inv_std": inv_std,
              "var": var, "gamma": g, "eps": eps, "stat_axes": tuple(stat_axes),
              "x_shape": tuple(x.shape), "param_shape": tuple(gamma.shape)}
+    if sync is not None:
+        cache["sync"] = sync
     return out, cache, mean, var
 
 
@@ -90,6 +122,8 @@ def _work_dout(xp, dout, cache, caller):
 def backward(dout: Array, cache: dict, caller: str) -> tuple[Array, Array, Array]:
     """Closed-form gradient ``(dx, dgamma, dbeta)`` of :func:`forward`, in the
     caller's shapes (a registered operation: CuPy fuses its elementwise chain)."""
+    if cache.get("sync") is not None:
+        return _synchronized_backward(dout, cache, caller)
     xp = namespace_of(dout, cache["x_hat"], caller=caller)
     d = _work_dout(xp, dout, cache, caller)
     dx, dgamma, dbeta = ops.normalize_backward(d, cache["x_hat"], cache["gamma"],
@@ -100,6 +134,8 @@ def backward(dout: Array, cache: dict, caller: str) -> tuple[Array, Array, Array
 def backward_graph(dout: Array, cache: dict, caller: str) -> tuple[Array, Array, Array]:
     """The same gradient as :func:`backward`, walking the computational graph of
     :func:`forward` node by node (the course's first version)."""
+    if cache.get("sync") is not None:
+        return _synchronized_backward(dout, cache, caller)
     xp = namespace_of(dout, cache["x_hat"], caller=caller)
     d = _work_dout(xp, dout, cache, caller)
     axes = cache["stat_axes"]
@@ -118,6 +154,20 @@ def backward_graph(dout: Array, cache: dict, caller: str) -> tuple[Array, Array,
     # centered = x - mean ; mean = mean(x)
     dmean = -xp.sum(dcentered, axis=axes, keepdims=True)
     dx = dcentered + dmean / n
+    return _restore(xp, dx, dgamma, dbeta, cache)
+
+
+def _synchronized_backward(dout: Array, cache: dict, caller: str
+                           ) -> tuple[Array, Array, Array]:
+    """The closed-form batchnorm gradient with the sums of ``dout`` and ``dout * x_hat``
+    taken over every rank (see :func:`synchronized`); ``dx`` of this rank's slice."""
+    xp = namespace_of(dout, cache["x_hat"], caller=caller)
+    d = _work_dout(xp, dout, cache, caller)
+    x_hat, gamma, inv_std = cache["x_hat"], cache["gamma"], cache["inv_std"]
+    _, n, dgamma, dbeta = reference.normalization_sums(xp, d, x_hat, gamma, cache["stat_axes"])
+    total_dgamma, total_dbeta = cache["sync"]([dgamma, dbeta])
+    s = gamma * inv_std
+    dx = d * s - x_hat * (s * total_dgamma / n) - s * total_dbeta / n
     return _restore(xp, dx, dgamma, dbeta, cache)
 
 

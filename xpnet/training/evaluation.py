@@ -8,13 +8,14 @@ from ..augment import flip_horizontal
 from ..backend import Backend
 from ..host import gather_rows, host_rows
 from .checkpoints import snapshot
+from .parallel import shard
 
 __all__ = ["accuracy", "epoch_check"]
 
 
 def accuracy(model: Any, backend: Backend, X: Any, y: Any, num_samples: int | None = None,
              batch_size: int = 100, *, stream: Any, flip: bool = False,
-             host: bool = False) -> float:
+             host: bool = False, parallel: Any = None) -> float:
     """Fraction of ``X`` that ``model`` classifies as ``y``.
 
     Parameters
@@ -32,6 +33,8 @@ def accuracy(model: Any, backend: Backend, X: Any, y: Any, num_samples: int | No
         Average the scores of each image and its mirror (4-D inputs only).
     host : bool
         ``X`` is a host (NumPy) array moved batch by batch.
+    parallel : DataParallel, optional
+        Each rank predicts its shard of the (subsampled) points; the counts are summed.
     """
     xp = backend.xp
     X = X if host else backend.asarray(X)
@@ -47,14 +50,17 @@ def accuracy(model: Any, backend: Backend, X: Any, y: Any, num_samples: int | No
         n = num_samples
     flip = flip and X.ndim == 4
     correct = None
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
+    lo, hi = (0, n) if parallel is None else shard(n, parallel.rank, parallel.world)
+    for start in range(lo, hi, batch_size):
+        stop = min(start + batch_size, hi)
         batch = backend.asarray(X[start:stop, ...]) if host else X[start:stop, ...]
         scores = model.loss(batch)
         if flip:
             scores = scores + model.loss(flip_horizontal(batch))
         hits = xp.sum(xp.astype(xp.argmax(scores, axis=1) == y[start:stop], xp.int64))
         correct = hits if correct is None else correct + hits
+    if parallel is not None:
+        return parallel.count(correct) / n
     return float(correct) / n
 
 

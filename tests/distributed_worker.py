@@ -1,0 +1,80 @@
+"""One rank of a data-parallel test run (started by torch.distributed.run).
+
+    python -m torch.distributed.run --nproc-per-node N tests/distributed_worker.py OUT.npz \
+        [--normalization batchnorm] [--sync-batchnorm] [--resume CKPT] [--iterations K] ...
+
+Trains the small model of :func:`case` with a Solver given ``xpnet.distributed.init()``;
+rank 0 writes the final parameters (and the checkpoint) to OUT; every rank writes
+``OUT.rank{r}.json`` with what it saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+import xpnet
+import xpnet.distributed
+from xpnet.classifiers.fc_net import FullyConnectedNet
+from xpnet.solver import Solver
+
+
+def data(seed: int = 0, n: int = 96, d: int = 12, classes: int = 5) -> dict:
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    y = rng.integers(0, classes, n)
+    return {"X_train": X, "y_train": y, "X_val": X[:40], "y_val": y[:40]}
+
+
+def case(backend: str, normalization: str | None, communicator=None, sync=False, epochs=2,
+         batch_size=24, checkpoint=None, update_rule="sgd_momentum"):
+    model = FullyConnectedNet([16, 16], input_dim=12, num_classes=5, normalization=normalization,
+                              reg=1e-3, weight_scale=0.1, seed=3, dtype="float32",
+                              backend=xpnet.get_backend(backend))
+    return Solver(model, data(), update_rule=update_rule, optim_config={"learning_rate": 1e-2},
+                  batch_size=batch_size, num_epochs=epochs, num_train_samples=50,
+                  verbose=False, seed=7, checkpoint_name=checkpoint,
+                  communicator=communicator, sync_batchnorm=sync)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("out")
+    p.add_argument("--backend", default="numpy")
+    p.add_argument("--normalization", default=None)
+    p.add_argument("--sync-batchnorm", action="store_true")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--resume", default=None)
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--hang-rank", type=int, default=None)
+    p.add_argument("--timeout", type=float, default=60)
+    a = p.parse_args()
+    comm = xpnet.distributed.init(timeout=a.timeout)
+    solver = case(a.backend, a.normalization, comm, a.sync_batchnorm, a.epochs,
+                  checkpoint=a.checkpoint)
+    if a.resume:
+        solver.load_checkpoint(a.resume)
+    if a.hang_rank is not None:
+        def hang(s, event):
+            if comm.rank == a.hang_rank and s.iteration == 2:
+                time.sleep(600)
+        solver.callback = hang
+    try:
+        solver.train()
+    except xpnet.distributed.DistributedError as error:
+        with open(f"{a.out}.rank{comm.rank}.json", "w") as f:
+            json.dump({"error": str(error), "time": time.time()}, f)
+        sys.exit(3)
+    if comm.is_root:
+        np.savez(a.out, **{k: xpnet.to_numpy(v) for k, v in solver.model.params.items()})
+    with open(f"{a.out}.rank{comm.rank}.json", "w") as f:
+        json.dump({"loss_history": solver.loss_history, "val": solver.val_acc_history}, f)
+    comm.close()
+
+
+if __name__ == "__main__":
+    main()
