@@ -14,6 +14,7 @@ without an NVIDIA GPU) skips its session with the reason instead of failing.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -142,6 +143,43 @@ def notebooks(session: nox.Session, backend: str) -> None:
     script.write_text(_EXECUTE_NOTEBOOKS, encoding="utf-8")
     session.run("python", str(script), _NOTEBOOK_KERNEL, *paths,
                 env={"XPNET_NOTEBOOK_SMALL": "1", "XPNET_BACKEND": name})
+
+
+# ---------------------------------------------------------------------------
+# The documentation site: built strictly, notebooks executed, then read in a browser.
+
+_DOCS_KERNEL = "xpnet-docs"
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the site with ``mkdocs build --strict``, then read it in headless Chromium.
+
+    The build executes the notebooks in small mode on NumPy and fails on any warning: a
+    broken link or cross-reference, a public name without a docstring, a public module
+    without a reference page. ``tests/docs_check.py`` then opens every page in Chromium,
+    follows every internal link and anchor, checks that nothing is fetched from outside
+    the site, and searches ``conv_forward_naive`` with the site's search. Without
+    Chromium (``.ci/run`` installs it with apt-get) the browser check skips with the
+    reason; the build has run. ``nox -s docs -- serve`` serves the site instead.
+    """
+    session.install("-r", "backends/numpy.txt")
+    session.install("-e", ".[docs]", "websocket-client>=1.6")
+    session.run("python", "-m", "ipykernel", "install", "--sys-prefix",
+                "--name", _DOCS_KERNEL, "--display-name", "Python (xpnet docs)", silent=True)
+    env = {"XPNET_NOTEBOOK_SMALL": "1", "XPNET_BACKEND": "numpy", "XPNET_DOCS_EXECUTE": "true",
+           "XPNET_DOCS_KERNEL": _DOCS_KERNEL, "MPLBACKEND": "Agg", "NO_MKDOCS_2_WARNING": "1"}
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", *session.posargs[1:], env=env)
+        return
+    site = Path(session.create_tmp()) / "site"
+    session.run("mkdocs", "build", "--strict", "--clean", "--site-dir", str(site), env=env)
+    chromium = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome",
+                                                "chrome") if shutil.which(n)), None)
+    if chromium is None and not os.environ.get("XPNET_CHROMIUM"):
+        session.skip("the site is built, but no Chromium is installed to read it "
+                     "(apt-get install chromium, or set XPNET_CHROMIUM)")
+    session.run("python", "tests/docs_check.py", str(site))
 
 
 @nox.session(default=False)
