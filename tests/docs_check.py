@@ -257,9 +257,10 @@ def check_search(browser: Browser, base: str) -> tuple[list[str], list[str]]:
             links = browser.evaluate(
                 "Array.from(document.querySelectorAll('.md-search-result__item a'))"
                 ".map(a => a.href)") or []
-            # results of the whole query, not of a prefix typed so far (?h= holds the query)
-            if links and all(parse_qs(urlsplit(u).query).get("h") == [SEARCH_QUERY]
-                             for u in links):
+            # results of the whole query, not of a prefix typed so far: ?h= holds the
+            # query (empty on a page whose match is only in its sections)
+            terms = [parse_qs(urlsplit(u).query).get("h") for u in links]
+            if [SEARCH_QUERY] in terms and all(t in (None, [SEARCH_QUERY]) for t in terms):
                 found = links
                 break
         if found:

@@ -9,7 +9,8 @@ Generated at build time, so they cannot drift from the code:
 - ``<!-- xpnet:toplevel -->``: the names ``xpnet`` exports, linked to their pages;
 - ``<!-- xpnet:modules -->``: the reference's modules with their summaries;
 - ``<!-- xpnet:benchmarks -->``: tables and plots of the benchmark JSON files in
-  ``benchmarks/results/`` (see ``benchmark_markdown``).
+  ``benchmarks/results/``, or the folder ``$XPNET_DOCS_BENCHMARKS`` names (see
+  ``benchmark_markdown``).
 
 Checked (each problem is a warning, so ``mkdocs build --strict`` fails):
 
@@ -25,6 +26,7 @@ import argparse
 import importlib.util
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +39,8 @@ from mkdocs.structure.files import File, Files
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 NOTEBOOKS = ROOT / "notebooks"
-RESULTS = ROOT / "benchmarks" / "results"
+#: where the benchmark JSON files are (``XPNET_DOCS_BENCHMARKS`` renders another folder)
+RESULTS = Path(os.environ.get("XPNET_DOCS_BENCHMARKS", ROOT / "benchmarks" / "results"))
 
 #: Public modules without a reference page, and why.
 NOT_IN_REFERENCE = {
@@ -362,7 +365,7 @@ def modules_markdown() -> str:
 
 
 def _machine_line(info: dict[str, Any]) -> str:
-    parts = [info.get("cpu") or info.get("machine") or "unknown CPU"]
+    parts = [info.get("cpu") or info.get("machine") or info.get("platform") or "unknown CPU"]
     if info.get("cpus"):
         parts.append(f"{info['cpus']} CPUs")
     for lib in ("numpy", "torch"):
@@ -447,7 +450,10 @@ def _accuracy_section(name: str, data: dict[str, Any]) -> list[str]:
              "|---|---|---|---|---|---|---|"]
     labels, values = [], []
     for preset, r in data.get("results", {}).items():
-        command = " ".join(r.get("command", [])).replace(sys.executable, "python")
+        words = list(r.get("command", []))
+        if words and Path(words[0]).name.startswith("python"):
+            words[0] = "python"  # the interpreter's path on the machine that ran it
+        command = " ".join(words)
         if r.get("returncode"):
             lines.append(f"| `{preset}` | failed (exit {r['returncode']}) | | | | | "
                          f"`{command}` |")
