@@ -68,10 +68,12 @@ def _documented(obj: griffe.Object) -> bool:
 
 def site_identifiers(pkg: griffe.Module, modules: list[str]) -> dict[str, str]:
     """Canonical path of each object rendered on the site -> the identifier it has there."""
-    ids: dict[str, str] = {}
+    candidates: dict[str, list[str]] = {}
 
     def add(path: str, obj: griffe.Object) -> None:
-        ids.setdefault(obj.path, path)
+        candidates.setdefault(obj.path, [])
+        if path not in candidates[obj.path]:
+            candidates[obj.path].append(path)
 
     for name in modules:
         module = _lookup(pkg, name)
@@ -91,7 +93,16 @@ def site_identifiers(pkg: griffe.Module, modules: list[str]) -> dict[str, str]:
                     if sub_name.startswith("_") or sub_obj is None or not _documented(sub_obj):
                         continue
                     add(f"{name}.{member_name}.{sub_name}", sub_obj)
-    return ids
+
+    def home_first(canonical: str, paths: list[str]) -> str:
+        # the page of the object's own module (or of the package above it) wins over a
+        # module that re-exports it: xpnet.errors.DataError, not xpnet.data_utils.DataError
+        def score(path: str) -> int:
+            parent = path.rsplit(".", 1)[0]
+            return len(parent) if canonical.startswith(parent + ".") else -1
+        return max(paths, key=score)
+
+    return {canonical: home_first(canonical, paths) for canonical, paths in candidates.items()}
 
 
 def _scopes(obj: griffe.Object) -> list[str]:
