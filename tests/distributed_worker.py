@@ -1,7 +1,8 @@
 """One rank of a data-parallel test run (started by torch.distributed.run).
 
     python -m torch.distributed.run --nproc-per-node N tests/distributed_worker.py OUT.npz \
-        [--normalization batchnorm] [--sync-batchnorm] [--resume CKPT] [--iterations K] ...
+        [--normalization batchnorm] [--sync-batchnorm] [--resume CKPT] [--epochs K] \
+        [--checkpoint NAME_WITH_{rank}] [--hang-rank R] [--kill-rank R] [--timeout S]
 
 Trains the small model of :func:`case` with a Solver given ``xpnet.distributed.init()``;
 rank 0 writes the final parameters (and the checkpoint) to OUT; every rank writes
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import time
 
@@ -51,18 +54,21 @@ def main() -> None:
     p.add_argument("--resume", default=None)
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--hang-rank", type=int, default=None)
+    p.add_argument("--kill-rank", type=int, default=None)
     p.add_argument("--timeout", type=float, default=60)
     a = p.parse_args()
     comm = xpnet.distributed.init(timeout=a.timeout)
     solver = case(a.backend, a.normalization, comm, a.sync_batchnorm, a.epochs,
-                  checkpoint=a.checkpoint)
+                  checkpoint=a.checkpoint and a.checkpoint.format(rank=comm.rank))
     if a.resume:
         solver.load_checkpoint(a.resume)
-    if a.hang_rank is not None:
-        def hang(s, event):
-            if comm.rank == a.hang_rank and s.iteration == 2:
-                time.sleep(600)
-        solver.callback = hang
+    def fault(s, event):  # after the second step
+        if s.iteration == 2 and comm.rank == a.hang_rank:
+            time.sleep(600)
+        if s.iteration == 2 and comm.rank == a.kill_rank:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    solver.callback = fault
     try:
         solver.train()
     except xpnet.distributed.DistributedError as error:

@@ -166,6 +166,11 @@ def _add_train(sub: Any) -> None:
     run.add_argument("--device", metavar="DEVICE", help=DEVICE_HELP)
     run.add_argument("-q", "--quiet", action="store_true", default=None,
                      help="no progress bar (the epoch lines stay)")
+    run.add_argument("--nproc", type=int, metavar="N",
+                     help="data-parallel over N local ranks (torch.distributed; --batch-size "
+                          "is the global batch); torchrun -m xpnet train for several machines")
+    run.add_argument("--sync-batchnorm", action="store_true", default=None,
+                     help="data-parallel: batchnorm statistics over the global batch")
 
 
 #: The training options ``xpnet sweep`` passes to every trial unchanged (besides SEARCHABLE).
@@ -286,7 +291,13 @@ def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     explicit = {k: v for k, v in vars(args).items() if k not in ("command", "debug")}
     if explicit["resume"] is not None and explicit["run_dir"] is not None:
         raise RunError("--run-dir names a new run and --resume continues one; give only one")
+    if explicit.get("nproc") is not None:  # starts the ranks, which run the rest
+        from .parallel import launch
+
+        return launch(explicit["nproc"], argv)
     result = train(explicit, argv=["xpnet", *argv])
+    if result.run is None:  # a rank other than 0 of a data-parallel run: rank 0 reports
+        return EXIT_INTERRUPTED if result.status == "interrupted" else EXIT_OK
     if result.status == "interrupted":
         where = (f"continue from {result.checkpoint} with: xpnet train --resume "
                  f"{result.run.path}" if result.checkpoint else "no checkpoint was saved")
@@ -359,7 +370,11 @@ def _report(err: BaseException, debug: bool, message: str | None = None) -> None
     """The one-line error; with ``--debug`` the traceback first."""
     if debug:
         traceback.print_exception(err, file=sys.stderr)
-    print(f"xpnet: error: {_one_line(err) if message is None else message}", file=sys.stderr)
+    line = f"xpnet: error: {_one_line(err) if message is None else message}"
+    from .parallel import report
+
+    if not report(line):  # a rank of xpnet train --nproc leaves the line to the launcher
+        print(line, file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

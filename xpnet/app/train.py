@@ -32,6 +32,7 @@ from ..data_utils import default_data_dir
 from ..errors import CheckpointError, InputError, RunError, TrainingDivergedError
 from ..solver import Solver
 from . import data as datasets
+from . import parallel
 from .devices import device_label, explicit_device
 from .models import MODEL_OPTIONS, build_model, describe_model, model_spec
 from .presets import TRAINING_OPTIONS, preset_options
@@ -49,7 +50,7 @@ __all__ = [
 #: Options a resumed run may change; every other one must match the saved run.
 RESUMABLE_OPTIONS = ("epochs", "backend", "device", "data_dir", "download", "quiet")
 #: Options that are not part of the saved configuration of a run.
-_NOT_SAVED = ("quiet", "run_dir", "resume")
+_NOT_SAVED = ("quiet", "run_dir", "resume", "nproc", "sync_batchnorm")
 _FLAGS = {
     "model": "--model", "num_filters": "--filters", "filter_size": "--filter-size",
     "width": "--width", "label_smoothing": "--label-smoothing", "weight_decay": "--weight-decay",
@@ -433,6 +434,9 @@ def train(explicit: dict[str, Any], argv: list[str] | None = None, out: TextIO |
         options = resolve_options(explicit)
     validate_options(options)
     backend = get_backend(options["backend"], options["device"])
+    comm = parallel.join(backend)  # one rank of several (torchrun, --nproc), else None
+    if comm is not None and not comm.is_root:  # rank 0 alone writes and prints
+        return parallel.follow(comm, options, saved, resume, backend)
     show_bar = not quiet and err.isatty()
 
     dataset = _load_data(options, saved["data"] if saved else None, progress=show_bar)
@@ -442,7 +446,7 @@ def train(explicit: dict[str, Any], argv: list[str] | None = None, out: TextIO |
         run = RunFolder.create(options.get("run_dir"))
     try:
         return _train_in(run, options, dataset, backend, saved is not None, argv, out, err,
-                         show_bar, on_epoch)
+                         show_bar, on_epoch, comm)
     except BaseException:
         run.discard_if_empty()
         raise
@@ -450,14 +454,15 @@ def train(explicit: dict[str, Any], argv: list[str] | None = None, out: TextIO |
 
 def _train_in(run: RunFolder, options: dict[str, Any], dataset: datasets.Dataset, backend: Any,
               resuming: bool, argv: list[str] | None, out: TextIO, err: TextIO,
-              show_bar: bool, on_epoch: Callable[[int, float], None] | None) -> TrainResult:
+              show_bar: bool, on_epoch: Callable[[int, float], None] | None,
+              comm: Any = None) -> TrainResult:
     """Build, resume and train the run's model in ``run``, then test and picture it."""
     model = build_model(options, dataset.image_shape, NUM_CLASSES, backend)
     model_meta = checkpoint.model_meta(model)
     history: dict[str, Any] = {"train_seconds": 0.0, "timed_iterations": 0, "model": model_meta,
                                "input_shape": list(dataset.image_shape)}
     monitor = _Monitor(run, model, history, show_bar, out, err, on_epoch)
-    solver = _make_solver(model, dataset.data, options, run, monitor)
+    solver = _make_solver(model, dataset.data, options, run, monitor, comm)
     if resuming:
         _resume(solver, run, history, out)
     _write_config(run, options, dataset, backend, model_meta, argv, resuming)
@@ -469,20 +474,23 @@ def _train_in(run: RunFolder, options: dict[str, Any], dataset: datasets.Dataset
     return _finish(run, model, solver, history, options, dataset, backend, err)
 
 
-def _make_solver(model: Any, data: dict[str, Any], options: dict[str, Any], run: RunFolder,
-                 monitor: _Monitor) -> Solver:
-    """The run's Solver: the options' rule, recipe and seed, checkpoints in ``run``."""
+def _make_solver(model: Any, data: dict[str, Any], options: dict[str, Any],
+                 run: RunFolder | None, monitor: _Monitor | None, comm: Any = None) -> Solver:
+    """The run's Solver: the options' rule, recipe and seed, checkpoints in ``run``
+    (data-parallel over ``comm``'s ranks when given)."""
     ipe = max(len(data["X_train"]) // options["batch_size"], 1)
     schedule = None if options["schedule"] == "none" else options["schedule"]
     return Solver(model, {k: data[k] for k in ("X_train", "y_train", "X_val", "y_val")},
                   update_rule=options["update_rule"], optim_config=optim_config(options),
                   lr_decay=float(options["lr_decay"]), batch_size=options["batch_size"],
                   num_epochs=options["epochs"], num_train_samples=_NUM_TRAIN_ACC_SAMPLES,
-                  num_val_samples=None, checkpoint_name=run.checkpoint_name, print_every=ipe,
+                  num_val_samples=None, print_every=ipe,
+                  checkpoint_name=run.checkpoint_name if run is not None else None,
                   verbose=False, seed=options["seed"], callback=monitor,
                   lr_schedule=schedules.get_schedule(schedule, warmup=float(options["warmup"])),
                   augment=RandomCropFlip(pad=4) if options["augment"] else None,
-                  test_time_flip=bool(options["test_time_flip"]))
+                  test_time_flip=bool(options["test_time_flip"]), communicator=comm,
+                  sync_batchnorm=bool(options.get("sync_batchnorm")))
 
 
 def _resume(solver: Solver, run: RunFolder, history: dict[str, Any], out: TextIO) -> None:

@@ -19,6 +19,7 @@ one line) names them.
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 import time
@@ -160,9 +161,10 @@ class Communicator:
         return self._failed
 
     def close(self) -> None:
-        """Leave the process group."""
+        """Leave the process group (again: nothing)."""
         if dist.is_initialized():
             dist.destroy_process_group()
+        self.store = None
 
 
 def _buckets(t: torch.Tensor) -> list[torch.Tensor]:
@@ -224,4 +226,8 @@ def init(engine: str | None = None, timeout: float = DEFAULT_TIMEOUT,
     except Exception as error:  # noqa: BLE001
         raise DistributedError(f"rank {rank} of {world} could not join the process group "
                                f"within {timeout:g} s: {' '.join(str(error).split())}") from None
-    return Communicator(rank, world, local_rank, timeout, store, chosen)
+    comm = Communicator(rank, world, local_rank, timeout, store, chosen)
+    # leaving the group before the interpreter's teardown: gloo's threads otherwise
+    # outlive it and the process aborts ("terminate called without an active exception")
+    atexit.register(comm.close)
+    return comm

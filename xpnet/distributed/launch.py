@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
+from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -44,24 +45,27 @@ def record_error(line: str) -> None:
         pass
 
 
-def run_local(nproc: int, args: Sequence[str], err=None) -> int:
-    """Run ``python -m xpnet *args`` as ``nproc`` ranks on this machine; the exit status."""
+def run_local(nproc: int, args: Sequence[str], err=None,
+              entry: Sequence[str] = ("-m", "xpnet")) -> int:
+    """Run ``python *entry *args`` (``python -m xpnet ARGS``) as ``nproc`` ranks on this
+    machine; the exit status."""
     err = err or sys.stderr
-    for name in ("torch.distributed.elastic", "torch.distributed.launcher"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    for name in list(logging.Logger.manager.loggerDict):  # the agent's own notices
+        if name.startswith(("torch.distributed.elastic", "torch.distributed.launcher")):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc,
                           run_id=f"xpnet-{uuid.uuid4().hex[:8]}", rdzv_backend="c10d",
                           rdzv_endpoint="127.0.0.1:0", max_restarts=0, monitor_interval=0.1,
                           start_method="spawn")
     os.environ[LAUNCHED_BY_XPNET] = "1"
     try:
-        elastic_launch(config, sys.executable)("-m", "xpnet", *args)
+        elastic_launch(config, sys.executable)(*entry, *args)
     except ChildFailedError as failed:
         status, line = _summary(failed)
         if line:
             print(line, file=err, flush=True)
         return status
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SignalException):  # the ranks got it too and saved
         return EXIT_INTERRUPTED
     finally:
         os.environ.pop(LAUNCHED_BY_XPNET, None)
