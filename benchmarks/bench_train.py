@@ -68,7 +68,8 @@ def main() -> int:
           f"{args.rounds} rounds, each implementation in its own process", flush=True)
     results = run_rounds(jobs, args.rounds, args.threads)
     out = {"machine": info, "args": vars(args), "results": results}
-    for metric, unit in (("epoch_s", "s/epoch"), ("step_ms", "ms/step")):
+    metrics = (("epoch_s", "s/epoch"), ("step_ms", "ms/step"))
+    for metric, unit in metrics[0 if args.epochs else 1:]:
         text, summary = report(results, metric, ["torch", "torch-fused", "floor-numpy"], unit)
         print(f"\n{metric} ({unit}); ratio columns: this / baseline, best-to-best / "
               "median-to-median\n" + text, flush=True)

@@ -128,7 +128,8 @@ def report(results: dict[str, list[dict[str, Any]]], metric: str, baselines: Seq
     for label, runs in results.items():
         good = [r for r in runs if metric in r]
         if not good:
-            summary[label] = {"error": next((r.get("error") for r in runs), "no result")}
+            summary[label] = {"error": next((r["error"] for r in runs if r.get("error")),
+                                            f"no {metric}")}
             continue
         summary[label] = {metric: summarize([r[metric] for r in good]),
                           "peak_rss_mb": max(r.get("peak_rss_mb", 0) for r in good),
