@@ -165,6 +165,7 @@ def docs(session: nox.Session) -> None:
     """
     session.install("-r", "backends/numpy.txt")
     session.install("-e", ".[docs]", "websocket-client>=1.6")
+    session.run("ruff", "check", "docs/hooks", "tests/docs_check.py")  # lint skips docs/
     session.run("python", "-m", "ipykernel", "install", "--sys-prefix",
                 "--name", _DOCS_KERNEL, "--display-name", "Python (xpnet docs)", silent=True)
     env = {"XPNET_NOTEBOOK_SMALL": "1", "XPNET_BACKEND": "numpy", "XPNET_DOCS_EXECUTE": "true",
