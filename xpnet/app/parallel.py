@@ -18,7 +18,7 @@ from typing import Any
 from .. import distributed
 from ..errors import InputError, RunError
 
-__all__ = ["follow", "join", "launch", "report", "strip_nproc"]
+__all__ = ["follow", "join", "launch", "rank_backend", "report", "strip_nproc"]
 
 
 def strip_nproc(argv: Sequence[str]) -> list[str]:
@@ -45,12 +45,24 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     return run_local(nproc, strip_nproc(argv))
 
 
+def rank_backend(backend: Any) -> Any:
+    """Each rank of a GPU run on its own GPU of the machine: ``cuda:LOCAL_RANK``."""
+    if not distributed.launched() or "cuda" not in str(backend.device).lower():
+        return backend
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if local == 0:
+        return backend
+    from ..backend import get_backend
+
+    return get_backend(backend.name, f"cuda:{local}")
+
+
 def join(backend: Any) -> Any:
     """This rank's communicator when a launcher started the command, else None."""
     if not distributed.launched():
         return None
     device = getattr(backend, "device", None)
-    return distributed.init(device=device if "cuda" in str(device) else None)
+    return distributed.init(device=device if "cuda" in str(device).lower() else None)
 
 
 def report(line: str) -> bool:

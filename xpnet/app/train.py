@@ -434,6 +434,7 @@ def train(explicit: dict[str, Any], argv: list[str] | None = None, out: TextIO |
         options = resolve_options(explicit)
     validate_options(options)
     backend = get_backend(options["backend"], options["device"])
+    backend = parallel.rank_backend(backend)
     comm = parallel.join(backend)  # one rank of several (torchrun, --nproc), else None
     if comm is not None and not comm.is_root:  # rank 0 alone writes and prints
         return parallel.follow(comm, options, saved, resume, backend)

@@ -179,8 +179,17 @@ def _engine(engine: str | None, device: Any) -> str:
         if engine not in ("gloo", "nccl"):
             raise InputError(f"the distributed engine is 'gloo' or 'nccl', not {engine!r}")
         return engine
-    on_gpu = device is not None and "cuda" in str(device)
+    on_gpu = device is not None and "cuda" in str(device).lower()
     return "nccl" if on_gpu and dist.is_nccl_available() else "gloo"
+
+
+def _cuda_index(device: Any, local_rank: int) -> int:
+    """The CUDA device index of ``device`` (a torch device, a CuPy device), else the rank's."""
+    for attribute in ("index", "id"):  # torch.device.index, cupy.cuda.Device.id
+        value = getattr(device, attribute, None)
+        if isinstance(value, int):
+            return value
+    return local_rank
 
 
 def init(engine: str | None = None, timeout: float = DEFAULT_TIMEOUT,
@@ -212,7 +221,7 @@ def init(engine: str | None = None, timeout: float = DEFAULT_TIMEOUT,
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     chosen = _engine(engine, device)
     if chosen == "nccl":
-        torch.cuda.set_device(getattr(torch.device(str(device)), "index", None) or local_rank)
+        torch.cuda.set_device(_cuda_index(device, local_rank))
     # the launcher's store (torchrun hosts it in its agent; else rank 0 does)
     agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
     span = datetime.timedelta(seconds=timeout)

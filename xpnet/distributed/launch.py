@@ -36,8 +36,7 @@ def record_error(line: str) -> None:
     path = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if not path:
         return
-    data = {"message": {"message": line, "extraInfo": {"py_callstack": "",
-                                                        "timestamp": str(int(time.time()))}}}
+    data = {"message": line, "timestamp": int(time.time())}
     try:
         with open(path, "w") as fp:
             json.dump(data, fp)

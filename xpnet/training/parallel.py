@@ -29,6 +29,7 @@ Augmentation draws from the shared stream over the whole minibatch.
 from __future__ import annotations
 
 import math
+import time
 from contextlib import nullcontext
 from typing import Any
 
@@ -77,6 +78,9 @@ class DataParallel:
         self._buffers: list[Any] = []
         self._groups: list[tuple[list[str], list[tuple[int, int]], list[tuple[int, ...]]]] = []
         self._stop: Any = None
+        #: host seconds spent in the gradients' all-reduce (waiting for the other ranks
+        #: included; on a GPU the time to enqueue it)
+        self.reduce_seconds = 0.0
 
     @property
     def is_root(self) -> bool:
@@ -146,8 +150,10 @@ class DataParallel:
             buf *= self.weight
         stop = self.interrupt is not None and self.interrupt.requested
         first[n - 1] = 1.0 if stop else 0.0
+        began = time.perf_counter()
         reduced = self._back(self._buffers, self.comm.all_reduce(
             self._buffers, "all-reduce of the gradients"))
+        self.reduce_seconds += time.perf_counter() - began
         for buf, (names, bounds, shapes) in zip(reduced, self._groups, strict=True):
             for name, (start, stop_), shape in zip(names, bounds, shapes, strict=True):
                 views[name] = xp.reshape(buf[start:stop_], shape)
