@@ -235,6 +235,9 @@ class Affine(Module):
             config["bias"] = False
         return config
 
+    def describe(self) -> str:
+        return f"affine {self.out_features}" + ("" if self.bias else " no bias")
+
     def _output_shape(self, input_shape: Shape) -> Shape:
         return (self.out_features,)
 
