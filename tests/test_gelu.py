@@ -68,8 +68,9 @@ def test_erfc_keeps_relative_accuracy_in_the_tail(backend, dtype):
     assert np.all(got >= 0.0) and np.all(got[x > 27] == 0.0)
 
 
-def test_erf_of_non_finite_values(backend):
-    x = backend.asarray(np.array([np.inf, -np.inf, np.nan]))
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_erf_of_non_finite_values(backend, dtype):
+    x = backend.asarray(np.array([np.inf, -np.inf, np.nan]), dtype=dtype)
     np.testing.assert_array_equal(xpnet.to_numpy(erf_ops.erf(x)), [1.0, -1.0, np.nan])
     np.testing.assert_array_equal(xpnet.to_numpy(erf_ops.erfc(x)), [0.0, 2.0, np.nan])
 
@@ -108,6 +109,18 @@ def test_gelu_forward_exact_and_tanh_against_their_formulas(backend):
                   <= 8 * eps * np.abs(x))
     # the two forms differ by less than 5e-4 (the tanh form's known error)
     assert np.max(np.abs(xpnet.to_numpy(out_t) - ref)) < 5e-4
+
+
+def test_gelu_in_float32(backend):
+    x = np.linspace(-12, 12, 961).astype(np.float32)
+    out, _ = layers.gelu_forward(backend.asarray(x))
+    got = xpnet.to_numpy(out)
+    assert got.dtype == np.float32
+    ref = gelu_exact_reference(x.astype(np.float64))
+    eps = float(np.finfo(np.float32).eps)
+    assert np.all(np.abs(got - ref) <= 8 * eps * np.abs(x))
+    tail = x < -3  # relative there, to the condition number about x^2
+    assert np.all(np.abs(got[tail] - ref[tail]) <= (8 + x[tail] ** 2) * eps * np.abs(ref[tail]))
 
 
 def test_gelu_known_values(backend):
