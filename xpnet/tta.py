@@ -24,7 +24,7 @@ from .augment import flip_horizontal, reflect_pad
 from .backend import get_backend
 from .errors import InputError
 
-__all__ = ["TTA_LEVELS", "tta_accuracy", "tta_scores"]
+__all__ = ["TTA_LEVELS", "tta_accuracy", "tta_scores", "tta_views"]
 
 Array = Any
 
@@ -35,7 +35,9 @@ def _mirror_mean(model: Any, x: Array) -> Array:
     return 0.5 * model.loss(x) + 0.5 * model.loss(flip_horizontal(x))
 
 
-def _views(model: Any, x: Array, level: int) -> Array:
+def tta_views(model: Any, x: Array, level: int) -> Array:
+    """The averaged scores of one batch of images ``x`` (on the model's device) at
+    ``level`` (see the module docstring)."""
     if level == 0:
         return model.loss(x)
     scores = _mirror_mean(model, x)
@@ -62,7 +64,7 @@ def tta_scores(model: Any, X: Any, level: int = 2, batch_size: int = 1000) -> Ar
     if x.dtype != model.dtype:
         x = backend.xp.astype(x, model.dtype)
     n = x.shape[0]
-    parts = [_views(model, x[start:min(start + batch_size, n), ...], level)
+    parts = [tta_views(model, x[start:min(start + batch_size, n), ...], level)
              for start in range(0, n, batch_size)]
     return parts[0] if len(parts) == 1 else backend.xp.concat(parts, axis=0)
 
