@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
 from pathlib import Path
 
 import griffe
@@ -32,8 +33,16 @@ _DOCS = Path(__file__).resolve().parents[1]
 _log = logging.getLogger("mkdocs.plugins.griffe_xpnet")
 
 
-def rendered_modules(docs: Path = _DOCS) -> list[str]:
-    """The modules that pages of ``docs/reference/`` render (``::: module`` lines)."""
+#: Public modules that get no reference page, and why.
+NOT_IN_REFERENCE = {
+    "xpnet.app": "the application floor; its interface is the command line (cli.md)",
+    "xpnet.training": "the Solver's private collaborators (see architecture.md)",
+    "xpnet.classifiers": "rendered as its course modules fc_net and cnn",
+}
+
+
+def written_modules(docs: Path = _DOCS) -> list[str]:
+    """The objects that pages of ``docs/reference/`` render (``::: path`` lines)."""
     found: list[str] = []
     for page in sorted((docs / "reference").glob("*.md")):
         for line in page.read_text(encoding="utf-8").splitlines():
@@ -41,6 +50,47 @@ def rendered_modules(docs: Path = _DOCS) -> list[str]:
             if match and match.group(1) not in found:
                 found.append(match.group(1))
     return found
+
+
+def _package_files(root: Path) -> list[Path]:
+    """xpnet's .py files that git tracks (what a clean clone, and so CI, builds), or all of
+    them outside a git checkout."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "--cached", "--", "xpnet"], cwd=root,
+                                capture_output=True, text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        return sorted((root / "xpnet").rglob("*.py"))
+    return sorted(root / p for p in listed if p.endswith(".py"))
+
+
+def public_modules(root: Path = _DOCS.parent) -> list[str]:
+    """Every module and package of xpnet whose dotted path has no part starting with _."""
+    found = []
+    for path in _package_files(root):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if not any(part.startswith("_") for part in parts):
+            found.append(".".join(parts))
+    return found
+
+
+def unwritten_modules(docs: Path = _DOCS) -> list[str]:
+    """Public modules that no page of docs/reference/ covers: each gets a generated page."""
+    written = written_modules(docs)
+    missing: list[str] = []
+    for module in public_modules(docs.parent):
+        if module == "xpnet" or module in written or module in NOT_IN_REFERENCE:
+            continue
+        if any(module.startswith(m + ".") for m in (*written, *NOT_IN_REFERENCE, *missing)):
+            continue
+        missing.append(module)
+    return missing
+
+
+def rendered_modules(docs: Path = _DOCS) -> list[str]:
+    """What the reference renders: the written pages' objects, then the generated pages'."""
+    return written_modules(docs) + unwritten_modules(docs)
 
 
 def _target(obj: griffe.Object | griffe.Alias) -> griffe.Object | None:

@@ -12,12 +12,13 @@ Generated at build time, so they cannot drift from the code:
   ``benchmarks/results/``, or the folder ``$XPNET_DOCS_BENCHMARKS`` names (see
   ``benchmark_markdown``).
 
-Checked (each problem is a warning, so ``mkdocs build --strict`` fails):
+Every public module of the package (that git tracks) is in the reference: on its page in
+``docs/reference/`` (which the nav lists), or else on a page generated here that the
+reference's index links to, unless ``NOT_IN_REFERENCE`` (in griffe_xpnet.py) says why not.
 
-- every public function, class and method of a module the reference renders has a
-  docstring (an override may inherit its base class's);
-- every public module of the package (that git tracks) has a reference page, unless
-  it is listed in ``NOT_IN_REFERENCE`` with the reason.
+Checked (each problem is a warning, so ``mkdocs build --strict`` fails): every public
+function, class and method of a module the reference renders has a docstring (an
+override may inherit its base class's).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import importlib.util
 import io
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,13 +41,6 @@ DOCS = ROOT / "docs"
 NOTEBOOKS = ROOT / "notebooks"
 #: where the benchmark JSON files are (``XPNET_DOCS_BENCHMARKS`` renders another folder)
 RESULTS = Path(os.environ.get("XPNET_DOCS_BENCHMARKS", ROOT / "benchmarks" / "results"))
-
-#: Public modules without a reference page, and why.
-NOT_IN_REFERENCE = {
-    "xpnet.app": "the application floor; its interface is the command line (cli.md)",
-    "xpnet.training": "the Solver's private collaborators (see architecture.md)",
-    "xpnet.classifiers": "rendered as its course modules fc_net and cnn",
-}
 
 log = get_plugin_logger("xpnet_docs")
 
@@ -113,7 +106,16 @@ def on_files(files: Files, config: Any) -> Files:
             files.append(File(source.relative_to(ROOT).as_posix(), src_dir=str(ROOT),
                               dest_dir=config["site_dir"],
                               use_directory_urls=config["use_directory_urls"]))
+    for module in _griffe_ext().unwritten_modules():
+        log.info(f"{module} has no page in docs/reference/: generated {_generated_page(module)}"
+                 " (the reference index links it; a page of its own can place it in the nav)")
+        files.append(File.generated(config, f"reference/{_generated_page(module)}",
+                                    content=f"# {module}\n\n::: {module}\n"))
     return files
+
+
+def _generated_page(module: str) -> str:
+    return f"{module.removeprefix('xpnet.')}.md"
 
 
 _MARKERS = {
@@ -134,8 +136,8 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str
 
 
 def on_post_build(config: Any) -> None:
-    """Warn about missing docstrings and modules without a reference page."""
-    for problem in missing_docstrings() + modules_without_page():
+    """Warn about missing docstrings."""
+    for problem in missing_docstrings():
         log.warning(problem)
 
 
@@ -181,48 +183,6 @@ def missing_docstrings() -> list[str]:
                 problems.add(f"missing docstring: {module_path}.{name}.{sub_name} "
                              f"({sub_obj.relative_filepath}:{sub_obj.lineno})")
     return sorted(problems)
-
-
-def _package_files() -> list[Path]:
-    """xpnet's .py files that git tracks (what a clean clone, and so CI, builds), or all of
-    them outside a git checkout: a new module is required to have a page once added."""
-    try:
-        listed = subprocess.run(["git", "ls-files", "--cached", "--", "xpnet"], cwd=ROOT,
-                                capture_output=True, text=True, check=True).stdout.split()
-    except (OSError, subprocess.CalledProcessError):
-        return sorted((ROOT / "xpnet").rglob("*.py"))
-    return sorted(ROOT / p for p in listed if p.endswith(".py"))
-
-
-def public_modules() -> list[str]:
-    """Every module and package of xpnet whose dotted path has no part starting with _."""
-    found = []
-    for path in _package_files():
-        parts = list(path.relative_to(ROOT).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        if any(part.startswith("_") for part in parts):
-            continue
-        found.append(".".join(parts))
-    return found
-
-
-def modules_without_page() -> list[str]:
-    """Public modules that neither have a reference page nor are covered by one."""
-    rendered = _griffe_ext().rendered_modules()
-    problems: list[str] = []
-    missing: list[str] = []
-    for module in public_modules():
-        if module == "xpnet" or module in rendered:
-            continue
-        covered = [m for m in (*rendered, *NOT_IN_REFERENCE, *missing)
-                   if module.startswith(m + ".")]
-        if covered or module in NOT_IN_REFERENCE:
-            continue
-        missing.append(module)  # its submodules are reported with it
-        problems.append(f"public module {module} has no page in docs/reference/ (add one, or "
-                        "list it in NOT_IN_REFERENCE in docs/hooks/xpnet_docs.py with why)")
-    return problems
 
 
 # ---------------------------------------------------------------------------
@@ -360,6 +320,8 @@ def _page_of(module: str) -> str | None:
     for page in sorted((DOCS / "reference").glob("*.md")):
         if f"::: {module}\n" in page.read_text(encoding="utf-8"):
             return page.name
+    if module in _griffe_ext().unwritten_modules():
+        return _generated_page(module)
     return None
 
 
