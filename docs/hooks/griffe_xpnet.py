@@ -12,7 +12,7 @@ after the package is loaded this extension rewrites every docstring:
   all is reported (``mkdocs build --strict`` then fails);
 - ``::`` ending a line becomes ``:`` (or disappears when alone), so the indented
   block after it renders as code;
-- a simple table becomes a code block, keeping its layout.
+- a simple ``=====  =====`` table becomes a Markdown table.
 
 Configured in ``mkdocs.yml`` under the Python handler's ``extensions``.
 """
@@ -215,26 +215,58 @@ class RstToMarkdown(griffe.Extension):
 
         lines = _ROLE.sub(role, text).splitlines()
         out: list[str] = []
-        table_borders = 0  # borders seen in the table being copied (0: not in one)
+        table: list[str] = []  # the lines of the simple table being read
+        borders = 0
         for i, line in enumerate(lines):
             following = lines[i + 1] if i + 1 < len(lines) else ""
-            if _BORDER.match(line):
-                if not table_borders:
-                    out.append("```text")
-                table_borders += 1
-                out.append(line)
-                if table_borders >= 2 and not following.strip():
-                    out.append("```")
-                    table_borders = 0
-                continue
-            if table_borders:
-                out.append(line)
+            if _BORDER.match(line) or table:
+                table.append(line)
+                borders += bool(_BORDER.match(line))
+                if borders >= 2 and _BORDER.match(line) and not following.strip():
+                    out += simple_table(table)
+                    table, borders = [], 0
                 continue
             if _DIRECTIVE.match(line):
                 continue
             if line.rstrip().endswith("::") and not line.rstrip().endswith(":::"):
                 line = line.rstrip()[:-1]
             out.append(line)
-        if table_borders:
-            out.append("```")
+        out += table  # an unterminated table stays as it was
         return "\n".join(out)
+
+
+def simple_table(lines: list[str]) -> list[str]:
+    """A reStructuredText simple table as a Markdown table (a code block if it is not one).
+
+    Columns are the runs of ``=`` in the first border; a row whose first column is blank
+    continues the row above; a border after the first row marks that row as the header.
+    """
+    spans = [m.span() for m in re.finditer(r"=+", lines[0])]
+    indent = spans[0][0]
+    rows: list[list[str]] = []
+    header: list[str] | None = None
+    for line in lines[1:]:
+        if _BORDER.match(line):
+            if rows and header is None and line is not lines[-1]:
+                header = rows.pop()
+            continue
+        if line[:indent].strip():
+            return ["```text", *lines, "```"]
+        if not line.strip():
+            continue
+        if rows and len(spans) > 1 and not line[:spans[1][0]].strip():
+            # a continuation: its words belong to the columns they start under
+            starts = [start for start, _ in spans]
+            cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+            rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], cells, strict=True)]
+            continue
+        # a new row: columns are separated by two spaces or more (a first column that
+        # runs past its border, as docstrings allow themselves, still splits right)
+        cells = re.split(r"\s{2,}", line.strip(), maxsplit=len(spans) - 1)
+        rows.append(cells + [""] * (len(spans) - len(cells)))
+    header = header or [""] * len(spans)
+
+    def row(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    return ["", row(header), "|" + "---|" * len(spans), *map(row, rows), ""]
