@@ -44,6 +44,7 @@ def test_the_recipe_in_xpnets_units():
     assert group["params"]("4.beta", None) and not group["params"]("2.W", None)
     assert options["lr_schedule"](0, 100) == pytest.approx(0.2)
     assert options["test_time_augment"] == 2 and options["keep_best"] is False
+    assert callable(options["after_step"])
     half = airbench_solver_options(batch_size=512)
     assert half["optim_config"]["learning_rate"] == pytest.approx(0.75)
 

@@ -132,10 +132,10 @@ def airbench_solver_options(batch_size: int = 1024, epochs: int = 10, *,
     -------
     dict
         ``update_rule``, ``optim_config``, ``param_groups``, ``lr_schedule``,
-        ``augment``, ``callback`` (lookahead, the whitening bias's freeze, then
-        ``callback``), ``test_time_augment``, ``keep_best`` (False: the run ends with
-        the averaged weights of its last step, as the record does), ``batch_size``,
-        ``num_epochs``.
+        ``augment``, ``callback`` (the whitening bias's freeze, then ``callback``),
+        ``after_step`` (the lookahead), ``test_time_augment``, ``keep_best`` (False:
+        the run ends with the averaged weights of its last step, as the record does),
+        ``batch_size``, ``num_epochs``.
     """
     batch_size = checks.positive_int(batch_size, "batch_size", "airbench_solver_options")
     kilostep = 1 + 1 / (1 - momentum)  # the record's Nesterov step scale
@@ -148,9 +148,8 @@ def airbench_solver_options(batch_size: int = 1024, epochs: int = 10, *,
     augment = [AlternatingFlip()] if flip else []
     if translate:
         augment.append(RandomTranslate(translate))
-    callbacks = [Lookahead(every=lookahead_every, decay=record_decay)
-                 if lookahead_every else None,
-                 FreezeAfter("0.b", whiten_bias_epochs), callback]
+    lookahead = Lookahead(every=lookahead_every, decay=record_decay) if lookahead_every \
+        else None
     return {
         "update_rule": "sgd_momentum",
         "optim_config": {"learning_rate": lr, "momentum": momentum, "nesterov": True,
@@ -159,7 +158,8 @@ def airbench_solver_options(batch_size: int = 1024, epochs: int = 10, *,
                           "weight_decay": wd / bias_scaler}],
         "lr_schedule": schedules.Triangle(start, peak, end),
         "augment": Compose(*augment) if augment else None,
-        "callback": Callbacks(*callbacks),
+        "callback": Callbacks(FreezeAfter("0.b", whiten_bias_epochs), callback),
+        "after_step": lookahead.after_step if lookahead is not None else None,
         "test_time_augment": tta_level,
         "keep_best": False,
         "batch_size": batch_size,

@@ -31,7 +31,8 @@ def record_decay(iteration: int, total: int) -> float:
 
 
 class Lookahead:
-    """A Solver callback keeping the moving average of the weights (see the module).
+    """The moving average of the weights, for the Solver's ``after_step`` hook
+    (``Solver(..., after_step=Lookahead().after_step)``) or as a ``callback``.
 
     Parameters
     ----------
@@ -93,9 +94,10 @@ class Lookahead:
             restore_buffers(solver.model, {k: self.average[k] for k in bufs}, solver.backend)
         self.updates += 1
 
-    def __call__(self, solver: Any, event: str) -> None:
-        if event != "iteration":
-            return
+    def after_step(self, solver: Any) -> None:
+        """After step ``solver.iteration`` (counted from 1): the Solver's ``after_step``
+        hook, which runs before that step's accuracy check, so the check and the best
+        state of the last epoch see the averaged weights."""
         t, total = solver.iteration, solver.num_iterations
         if not self.average:  # the average starts from the weights after the first step
             params, bufs = self._state(solver)
@@ -105,6 +107,12 @@ class Lookahead:
             self.update(solver, float(self.decay(t, total)))
         if t == total:  # the end: the weights are the average
             self.update(solver, 1.0)
+
+    def __call__(self, solver: Any, event: str) -> None:
+        """As a Solver ``callback``: :meth:`after_step` at every ``'iteration'`` event
+        (which comes after the epoch's accuracy check; prefer ``after_step``)."""
+        if event == "iteration":
+            self.after_step(solver)
 
 
 def _constant(value: float) -> Callable[[int, int], float]:
