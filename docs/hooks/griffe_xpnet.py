@@ -12,7 +12,8 @@ after the package is loaded this extension rewrites every docstring:
   all is reported (``mkdocs build --strict`` then fails);
 - ``::`` ending a line becomes ``:`` (or disappears when alone), so the indented
   block after it renders as code;
-- a simple ``=====  =====`` table becomes a Markdown table.
+- a simple ``=====  =====`` table becomes a Markdown table, and a definition list (a
+  term, its definition indented under it) Markdown's ``Term`` / ``:   definition``.
 
 Configured in ``mkdocs.yml`` under the Python handler's ``extensions``.
 """
@@ -232,7 +233,36 @@ class RstToMarkdown(griffe.Extension):
                 line = line.rstrip()[:-1]
             out.append(line)
         out += table  # an unterminated table stays as it was
-        return "\n".join(out)
+        return "\n".join(definition_lists(out))
+
+
+_SECTION = re.compile(r"^(Parameters|Returns|Yields|Receives|Raises|Warns|Warnings|See Also|"
+                      r"Notes|References|Examples|Attributes|Methods|Other Parameters)\s*$")
+
+
+def definition_lists(lines: list[str]) -> list[str]:
+    """reStructuredText definition lists (a term, then its definition indented under it)
+    as Markdown's (``Term`` then ``:   definition``), outside code and NumPy sections."""
+    out: list[str] = []
+    fenced = False
+    for i, line in enumerate(lines):
+        following = lines[i + 1] if i + 1 < len(lines) else ""
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if not fenced and _SECTION.match(line) and re.match(r"^\s*-{3,}\s*$", following):
+            return out + lines[i:]  # griffe parses the sections: leave them as they are
+        previous = out[-1] if out else ""
+        after_definition = previous.startswith((" ", ":   "))
+        term = (not fenced and line.strip() and not line[0].isspace()
+                and (not previous.strip() or after_definition)
+                and not line.rstrip().endswith(":") and following.startswith("    ")
+                and following.strip() and not following.lstrip().startswith((">>>", "```")))
+        if term and previous.strip():
+            out.append("")  # Markdown separates the entries of a definition list
+        out.append(line)
+        if term:
+            lines[i + 1] = ":   " + following[4:]
+    return out
 
 
 def simple_table(lines: list[str]) -> list[str]:
