@@ -23,6 +23,7 @@ import numpy as np
 import xpnet
 import xpnet.distributed
 from xpnet.classifiers.fc_net import FullyConnectedNet
+from xpnet.distributed.launch import record_error
 from xpnet.solver import Solver
 
 
@@ -72,6 +73,7 @@ def main() -> None:
     try:
         solver.train()
     except xpnet.distributed.DistributedError as error:
+        record_error(f"xpnet: error: {error}")  # as the command does
         with open(f"{a.out}.rank{comm.rank}.json", "w") as f:
             json.dump({"error": str(error), "time": time.time()}, f)
         sys.exit(3)

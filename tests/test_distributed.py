@@ -127,6 +127,8 @@ def test_a_hung_rank_makes_the_others_stop_within_the_timeout(tmp_path):
     error = seen(out, 0)["error"]
     assert error.startswith("rank 1 of 2 stopped answering"), error
     assert "2 s timeout" in error
+    lines = [ln for ln in done.stderr.splitlines() if ln.startswith("xpnet: error")]
+    assert lines == [f"xpnet: error: {error}"], done.stderr  # the launcher's one line
 
 
 TINY = ["--dataset", "digits", "--num-train", "240", "--num-val", "60", "--num-test", "60",

@@ -10,4 +10,6 @@
 ``evaluation``   accuracy, with test-time flips
 ``checkpoints``  the Solver's state, saved and loaded
 ``interrupt``    Ctrl-C turned into a flag checked between steps
+``parallel``     data-parallel steps over a communicator's ranks: each rank's slice
+                 of the global batch, one all-reduce of the flat gradients
 """
