@@ -63,8 +63,8 @@ def ranks(n: int, out: Path, *args: str, timeout: float = 60) -> subprocess.Comp
     return done
 
 
-def single(normalization=None, epochs=2, **kwargs):
-    solver = case("numpy", normalization, epochs=epochs, **kwargs)
+def single(backend, normalization=None, epochs=2, **kwargs):
+    solver = case(backend.name, normalization, epochs=epochs, **kwargs)
     solver.train()
     return solver
 
@@ -80,28 +80,30 @@ def seen(out: Path, rank: int) -> dict:
     return json.loads(Path(f"{out}.rank{rank}.json").read_text())
 
 
-def test_three_ranks_with_sync_batchnorm_follow_one_process(tmp_path):
+def test_three_ranks_with_sync_batchnorm_follow_one_process(tmp_path, backend):
     out = tmp_path / "bn.npz"
-    ranks(3, out, "--normalization", "batchnorm", "--sync-batchnorm")
-    reference = single("batchnorm")
+    ranks(3, out, "--backend", backend.name, "--normalization", "batchnorm", "--sync-batchnorm")
+    reference = single(backend, "batchnorm")
     assert_same_params(reference, out)
     np.testing.assert_allclose(seen(out, 2)["loss_history"], reference.loss_history, rtol=1e-5)
 
 
-def test_two_ranks_follow_one_process_rank_0_alone_writes_and_3_ranks_resume(tmp_path):
+def test_two_ranks_follow_one_process_rank_0_alone_writes_and_3_ranks_resume(tmp_path, backend):
     first = tmp_path / "first.npz"
-    ranks(2, first, "--epochs", "1", "--checkpoint", str(tmp_path / "ck{rank}"))
+    ranks(2, first, "--backend", backend.name, "--epochs", "1", "--checkpoint",
+          str(tmp_path / "ck{rank}"))
     written = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("ck"))
     assert written == ["ck0_epoch_1.npz"]  # rank 1 wrote no checkpoint
-    reference = single(epochs=1)  # no batchnorm: the single-process trajectory
+    reference = single(backend, epochs=1)  # no batchnorm: the single-process trajectory
     assert_same_params(reference, first)
     for rank in (0, 1):  # every rank records the global batch's loss
         np.testing.assert_allclose(seen(first, rank)["loss_history"], reference.loss_history,
                                    rtol=1e-5)
         assert seen(first, rank)["val"] == reference.val_acc_history  # sharded, reduced
     resumed = tmp_path / "resumed.npz"
-    ranks(3, resumed, "--epochs", "2", "--resume", str(tmp_path / "ck0_epoch_1.npz"))
-    reference = single(epochs=2)  # one process, both epochs
+    ranks(3, resumed, "--backend", backend.name, "--epochs", "2", "--resume",
+          str(tmp_path / "ck0_epoch_1.npz"))
+    reference = single(backend, epochs=2)  # one process, both epochs
     assert_same_params(reference, resumed)
 
 
@@ -133,15 +135,16 @@ def test_a_hung_rank_makes_the_others_stop_within_the_timeout(tmp_path):
 
 TINY = ["--dataset", "digits", "--num-train", "240", "--num-val", "60", "--num-test", "60",
         "--hidden", "24", "--batch-size", "60", "--epochs", "2", "--normalization", "batchnorm",
-        "--update-rule", "sgd_momentum", "--lr", "0.05", "--seed", "5", "--backend", "numpy", "-q"]
+        "--update-rule", "sgd_momentum", "--lr", "0.05", "--seed", "5", "-q"]
 
 
-def test_xpnet_train_nproc_2_end_to_end_on_digits(tmp_path):
+def test_xpnet_train_nproc_2_end_to_end_on_digits(tmp_path, backend):
     from xpnet.app.cli import main
 
-    assert main(["train", *TINY, "--run-dir", str(tmp_path / "one")]) == 0
+    tiny = [*TINY, "--backend", backend.name]
+    assert main(["train", *tiny, "--run-dir", str(tmp_path / "one")]) == 0
     done = _run([sys.executable, "-m", "xpnet", "train", "--nproc", "2", "--sync-batchnorm",
-                 *TINY, "--run-dir", str(tmp_path / "two")], timeout=90)
+                 *tiny, "--run-dir", str(tmp_path / "two")], timeout=90)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("test accuracy") == 1  # rank 0 alone prints
     one, two = tmp_path / "one", tmp_path / "two"
@@ -153,3 +156,29 @@ def test_xpnet_train_nproc_2_end_to_end_on_digits(tmp_path):
     ra = json.loads((one / "result.json").read_text())
     rb = json.loads((two / "result.json").read_text())
     assert rb["test_acc"] == ra["test_acc"] and rb["best_val_acc"] == ra["best_val_acc"]
+
+
+def test_ctrl_c_stops_every_rank_after_the_same_step_with_a_checkpoint(tmp_path, backend):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "xpnet", "train", "--nproc", "2", *TINY, "--backend",
+           backend.name, "--epochs", "100000", "--run-dir", str(run)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(run.glob("checkpoint_epoch_*.npz")):
+            assert proc.poll() is None and time.monotonic() < deadline, "no epoch ended"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C sends the launcher
+        out, err = proc.communicate(timeout=40)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 130, out + err
+    assert "xpnet: interrupted at iteration" in err
+    assert (run / "checkpoint_interrupted.npz").exists()
+    assert json.loads((run / "history.json").read_text())["status"] == "interrupted"
+    assert "error" not in err
