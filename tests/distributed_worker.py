@@ -52,6 +52,7 @@ def main() -> None:
     p.add_argument("--normalization", default=None)
     p.add_argument("--sync-batchnorm", action="store_true")
     p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=24)
     p.add_argument("--resume", default=None)
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--hang-rank", type=int, default=None)
@@ -60,7 +61,8 @@ def main() -> None:
     a = p.parse_args()
     comm = xpnet.distributed.init(timeout=a.timeout)
     solver = case(a.backend, a.normalization, comm, a.sync_batchnorm, a.epochs,
-                  checkpoint=a.checkpoint and a.checkpoint.format(rank=comm.rank))
+                  checkpoint=a.checkpoint and a.checkpoint.format(rank=comm.rank),
+                  batch_size=a.batch_size)
     if a.resume:
         solver.load_checkpoint(a.resume)
     def fault(s, event):  # after the second step
