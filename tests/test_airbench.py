@@ -9,7 +9,13 @@ import pytest
 
 import xpnet
 from xpnet import gradient_check
-from xpnet.airbench import airbench_net, airbench_solver_options, prepare
+from xpnet.airbench import (
+    MUON_HEAD,
+    airbench_muon_solver_options,
+    airbench_net,
+    airbench_solver_options,
+    prepare,
+)
 from xpnet.errors import InputError
 
 
@@ -83,3 +89,23 @@ def test_a_narrow_record_network_has_exact_gradients(backend):
 def test_the_network_needs_three_widths():
     with pytest.raises(InputError, match="three widths"):
         airbench_net((8, 8))
+
+
+def test_the_muon_record_in_xpnets_units():
+    options = airbench_muon_solver_options()
+    base = options["optim_config"]
+    # airbench94_muon: bias lr 0.053 and head lr 0.67 on a loss summed over 2000 images
+    assert base["learning_rate"] == pytest.approx(0.053 * 2000)
+    muon, head = options["param_groups"]
+    assert muon["update_rule"] == "muon" and muon["learning_rate"] == 0.24
+    assert (muon["momentum"], muon["ns_steps"], muon["normalize"]) == (0.6, 3, True)
+    assert head["learning_rate"] == pytest.approx(0.67 * 2000)
+    # coupled decay 2e-6 * 2000 per step through momentum 0.85: 0.004 / 0.15 decoupled
+    for config in (base, head):
+        assert config["learning_rate"] * config["weight_decay"] == pytest.approx(0.004 / 0.15)
+    assert muon["params"]("2.W", np.zeros((2, 2, 3, 3))) and not muon["params"](
+        "25.W", np.zeros((2, 2)))
+    assert head["params"]("25.W", np.zeros((2, 2)))
+    assert options["lr_schedule"](0, 10) == 1.0 and options["lr_schedule"](9, 10) == 0.0
+    model = airbench_net((2, 3, 3), seed=0, **MUON_HEAD)
+    assert model.layers[-1].factor == pytest.approx(1 / 256)
