@@ -1,10 +1,11 @@
-"""The test matrix: ``tests`` and ``notebooks`` sessions per backend environment, lint.
+"""The test matrix: ``tests`` and ``notebooks`` sessions per backend environment, lint, docs.
 
     python3 -m nox                          # everything (the README's test command)
     python3 -m nox -s "tests(numpy)"        # one backend
     python3 -m nox -s "tests(torch)" -- --device cuda    # PyTorch on the GPU
     python3 -m nox -s "tests(torch)" -- -k sweep -x      # any pytest arguments after --
     python3 -m nox -s lint
+    python3 -m nox -s docs                  # the site: built strictly, read in Chromium
 
 The environments come from ``xpnet/_backend_list.py``, the one list of
 backends that the library and pytest use too: one session per requirement file
@@ -35,7 +36,7 @@ _BACKENDS = _backend_list()
 #: one nox environment per requirement file, in the order of the backend list
 ENVIRONMENTS = [Path(f).stem for files, _, _ in _BACKENDS["BACKENDS"].values() for f in files]
 
-nox.options.sessions = ["tests", "notebooks", "device_check", "lint"]
+nox.options.sessions = ["tests", "notebooks", "device_check", "lint", "docs"]
 nox.options.error_on_missing_interpreters = False
 
 
