@@ -160,7 +160,8 @@ def docs(session: nox.Session) -> None:
     broken link or cross-reference, a public name without a docstring, a public module
     without a reference page. ``tests/docs_check.py`` then opens every page in Chromium,
     follows every internal link and anchor, checks that nothing is fetched from outside
-    the site, and searches ``conv_forward_naive`` with the site's search. Without
+    the site and that every tutorial shows its outputs, and searches
+    ``conv_forward_naive`` with the site's search. Without
     Chromium (``.ci/run`` installs it with apt-get) the browser check skips with the
     reason; the build has run. ``nox -s docs -- serve`` serves the site instead.
     """
@@ -181,7 +182,7 @@ def docs(session: nox.Session) -> None:
     if chromium is None and not os.environ.get("XPNET_CHROMIUM"):
         session.skip("the site is built, but no Chromium is installed to read it "
                      "(apt-get install chromium, or set XPNET_CHROMIUM)")
-    session.run("python", "tests/docs_check.py", str(site))
+    session.run("python", "tests/docs_check.py", "--executed-notebooks", str(site))
 
 
 @nox.session(default=False)

@@ -10,7 +10,7 @@ checks that:
   (notebook downloads, images) are fetched, and a link's ``#fragment`` names an
   element of its target page;
 - every page of the site is reached that way, and no page or asset answers with an
-  error status;
+  error status; with ``--executed-notebooks``, every tutorial shows its cells' outputs;
 - nothing is fetched from outside the site (fonts, scripts, styles: the site works
   offline) and no page raises a JavaScript error;
 - the site's own search (Material's, running in the page) finds the layers page when
@@ -166,6 +166,7 @@ class Browser:
 _PAGE_FACTS = """JSON.stringify({
   links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
   ids: Array.from(document.querySelectorAll('[id], a[name]')).map(e => e.id || e.name),
+  outputs: document.querySelectorAll('div.jp-OutputArea-output').length,
   title: document.title})"""
 
 
@@ -181,8 +182,12 @@ def _is_page(path: str) -> bool:
     return path.endswith("/") or path.endswith(".html")
 
 
-def check_links(browser: Browser, base: str, site: Path) -> tuple[list[str], int]:
-    """Crawl from the home page; the problems found and the number of pages opened."""
+def check_links(browser: Browser, base: str, site: Path,
+                executed: bool = False) -> tuple[list[str], int]:
+    """Crawl from the home page; the problems found and the number of pages opened.
+
+    With ``executed``, every notebook page (``/notebooks/NAME/``) must show cell outputs:
+    the build ran the notebooks."""
     problems: list[str] = []
     queue, seen_pages = [base + "/"], {base + "/"}
     referrer = {base + "/": "(the home page)"}
@@ -213,6 +218,9 @@ def check_links(browser: Browser, base: str, site: Path) -> tuple[list[str], int
         if facts["title"].startswith("404"):
             problems.append(f"{page} is the 404 page")
         ids_of[page] = set(facts["ids"])
+        notebook = urlsplit(page).path.strip("/").split("/")
+        if executed and len(notebook) == 2 and notebook[0] == "notebooks" and not facts["outputs"]:
+            problems.append(f"{page} shows no cell outputs: the notebook was not executed")
         for link in facts["links"]:
             target, fragment = urldefrag(link)
             if not target.startswith(base):
@@ -275,6 +283,8 @@ def check_search(browser: Browser, base: str) -> tuple[list[str], list[str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("site", type=Path, help="the built site (mkdocs build's site_dir)")
+    parser.add_argument("--executed-notebooks", action="store_true",
+                        help="require cell outputs on every notebook page")
     args = parser.parse_args(argv)
     if not (args.site / "index.html").exists():
         print(f"docs check: {args.site}/index.html does not exist; build the site first",
@@ -289,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     server, base = serve(args.site.resolve())
     browser = Browser(executable)
     try:
-        problems, pages = check_links(browser, base, args.site.resolve())
+        problems, pages = check_links(browser, base, args.site.resolve(),
+                                      executed=args.executed_notebooks)
         search_problems, results = check_search(browser, base)
         problems += search_problems
     finally:
