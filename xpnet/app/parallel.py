@@ -11,6 +11,7 @@ output and no file. The ranks' one-line errors go to the launcher
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from .. import distributed
 from ..errors import InputError, RunError
 
-__all__ = ["follow", "join", "launch", "rank_backend", "report", "strip_nproc"]
+__all__ = ["follow", "join", "launch", "rank_backend", "report", "share_data", "strip_nproc"]
 
 
 def strip_nproc(argv: Sequence[str]) -> list[str]:
@@ -65,6 +66,12 @@ def join(backend: Any) -> Any:
     return distributed.init(device=device if "cuda" in str(device).lower() else None)
 
 
+def share_data(comm: Any, source: dict[str, Any]) -> None:
+    """Rank 0: the data set it loaded, for the other ranks to load (:func:`follow`)."""
+    if comm is not None:
+        comm.publish("data-source", json.dumps(source))
+
+
 def report(line: str) -> bool:
     """Record a rank's one-line error for its launcher; True when the launcher
     (``xpnet train --nproc``) prints it, so the rank need not."""
@@ -76,13 +83,14 @@ def report(line: str) -> bool:
     return bool(os.environ.get(LAUNCHED_BY_XPNET))
 
 
-def follow(comm: Any, options: dict[str, Any], saved: dict[str, Any] | None,
-           resume: str | None, backend: Any) -> Any:
+def follow(comm: Any, options: dict[str, Any], resume: str | None, backend: Any) -> Any:
     """A rank other than 0: train with rank 0, write nothing, print nothing."""
     from . import train as command
     from .runs import RunFolder
 
-    dataset = command._load_data(options, saved["data"] if saved else None, progress=False)
+    # the data set rank 0 loaded (and downloaded, where it had to), from disk
+    source = json.loads(comm.receive("data-source"))
+    dataset = command._load_data({**options, "download": False}, source, progress=False)
     model = command.build_model(options, dataset.image_shape, command.NUM_CLASSES, backend)
     solver = command._make_solver(model, dataset.data, options, None, None, comm)
     if resume is not None:

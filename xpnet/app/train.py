@@ -437,10 +437,11 @@ def train(explicit: dict[str, Any], argv: list[str] | None = None, out: TextIO |
     backend = parallel.rank_backend(backend)
     comm = parallel.join(backend)  # one rank of several (torchrun, --nproc), else None
     if comm is not None and not comm.is_root:  # rank 0 alone writes and prints
-        return parallel.follow(comm, options, saved, resume, backend)
+        return parallel.follow(comm, options, resume, backend)
     show_bar = not quiet and err.isatty()
 
     dataset = _load_data(options, saved["data"] if saved else None, progress=show_bar)
+    parallel.share_data(comm, dataset.source)  # the other ranks load the same
     if dataset.notice:
         print(f"xpnet: {dataset.notice}", file=err, flush=True)
     if run is None:

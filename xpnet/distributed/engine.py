@@ -102,6 +102,22 @@ class Communicator:
         self._collective([t], what, lambda u: [dist.all_reduce(u, async_op=True)])
         return [float(v) for v in t.cpu()]
 
+    def publish(self, key: str, value: str) -> None:
+        """Rank 0 makes ``value`` known to the others (:meth:`receive`), through the
+        launcher's store: no collective, so no timeout while rank 0 works on it."""
+        self.store.set(f"xpnet/published/{key}", value)
+
+    def receive(self, key: str, timeout: float = 3600.0) -> str:
+        """What rank 0 :meth:`publish`-ed as ``key``, waiting up to ``timeout`` seconds."""
+        name = f"xpnet/published/{key}"
+        try:
+            self.store.wait([name], datetime.timedelta(seconds=timeout))
+            return self.store.get(name).decode()
+        except Exception as error:  # noqa: BLE001
+            raise DistributedError(f"rank {self.rank} of {self.world_size}: rank 0 did not "
+                                   f"make {key} known within {timeout:g} s ("
+                                   f"{' '.join(str(error).split())[:160]})") from None
+
     def _device(self) -> torch.device:
         if self.engine == "nccl":
             return torch.device("cuda", torch.cuda.current_device())
