@@ -14,11 +14,14 @@ entries where the reference has them, maybe of another kind (NaN for inf). On
 CUDA, TF32 (cuDNN's default for float32 convolutions, 10-bit mantissas) is
 switched off around the call, or the float32 tolerance would be 1e-3.
 
-Max pooling has no path here: ``max_pool2d_with_indices`` routes a window with
-several NaNs to its last one (the reference: the first), and the tiling windows
-of the convnets already run as maxima of strided views
-(:mod:`xpnet._ops.pooling`); the overlapping windows' torch path is
-``max_pool_windows`` in :mod:`xpnet._fast.torch_paths`.
+- ``max_pool_tiles_backward`` (windows that tile the input, pool == stride; CPU):
+  ``max_pool2d_with_indices`` and its backward kernel, which route to the first
+  maximum as the reference does; where a window holds a NaN (the kernel would
+  take its last NaN, the reference its first) the reference runs. Equal values
+  (rtol 0), except that a routed -0.0 comes back +0.0. The forward pass stays
+  the Array API maxima of strided views (:mod:`xpnet._ops.pooling`); the
+  overlapping windows' torch path is ``max_pool_windows`` in
+  :mod:`xpnet._fast.torch_paths`.
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ import contextlib
 
 import torch
 
+from . import reference
 from .registry import FastPath, rtol
 
-__all__ = ["conv2d", "conv2d_backward", "fast_paths", "supports_conv2d",
-           "supports_conv2d_backward"]
+__all__ = ["conv2d", "conv2d_backward", "fast_paths", "max_pool_tiles_backward",
+           "supports_conv2d", "supports_conv2d_backward", "supports_max_pool_tiles_backward"]
 
+_MAX_POOL_WITH_INDICES = torch.ops.aten.max_pool2d_with_indices
+_MAX_POOL_BACKWARD = torch.ops.aten.max_pool2d_with_indices_backward
 _CONVOLUTION_BACKWARD = getattr(getattr(torch.ops, "aten", None), "convolution_backward", None)
 TOLERANCE = rtol(2e-5, 1e-12, nonfinite="any")
 
@@ -80,6 +86,24 @@ def conv2d_backward(dout, x, w, stride, pad, need_dx=True):
     return dx, dw, db
 
 
+def supports_max_pool_tiles_backward(dout, x, out, p) -> bool:
+    """CPU floating tensors of one dtype, x 4-D, dout of out's shape (the NaN test
+    below would make a GPU wait)."""
+    return (_floating_alike(dout, x, out) and x.ndim == 4 and dout.shape == out.shape
+            and x.device.type == "cpu")
+
+
+def max_pool_tiles_backward(dout, x, out, p):
+    """``max_pool2d_with_indices`` (the first maximum of each window, as the reference)
+    and its backward kernel; a window with a NaN would go to its last NaN, so where
+    ``out`` has one the reference runs instead. The kernel adds dout into zeros, so a
+    routed -0.0 comes back +0.0 (equal values, not the same bits)."""
+    if bool(torch.isnan(out).any()):
+        return reference.max_pool_tiles_backward(dout, x, out, p)
+    _, index = _MAX_POOL_WITH_INDICES(x, [p, p], [p, p])
+    return _MAX_POOL_BACKWARD(dout, x, [p, p], [p, p], [0, 0], [1, 1], False, index)
+
+
 def fast_paths() -> list[FastPath]:
     """The torch convolution fast paths."""
     return [
@@ -87,4 +111,8 @@ def fast_paths() -> list[FastPath]:
                  "torch.nn.functional.conv2d (oneDNN / cuDNN, no TF32)"),
         FastPath("conv2d_backward", "torch", conv2d_backward, supports_conv2d_backward,
                  TOLERANCE, "aten.convolution_backward: dx, dw and db in one call"),
+        FastPath("max_pool_tiles_backward", "torch", max_pool_tiles_backward,
+                 supports_max_pool_tiles_backward, rtol(0.0, 0.0),
+                 "max_pool2d_with_indices and its backward kernel (the reference where "
+                 "a window has a NaN); -0.0 routed as +0.0"),
     ]
