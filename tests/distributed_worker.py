@@ -58,6 +58,8 @@ def main() -> None:
     p.add_argument("--hang-rank", type=int, default=None)
     p.add_argument("--kill-rank", type=int, default=None)
     p.add_argument("--timeout", type=float, default=60)
+    p.add_argument("--then-plain", action="store_true",
+                   help="then train again with plain batchnorm into OUT.plain.*")
     a = p.parse_args()
     comm = xpnet.distributed.init(timeout=a.timeout)
     solver = case(a.backend, a.normalization, comm, a.sync_batchnorm, a.epochs,
@@ -83,6 +85,13 @@ def main() -> None:
         np.savez(a.out, **{k: xpnet.to_numpy(v) for k, v in solver.model.params.items()})
     with open(f"{a.out}.rank{comm.rank}.json", "w") as f:
         json.dump({"loss_history": solver.loss_history, "val": solver.val_acc_history}, f)
+    if a.then_plain:  # the same run, each rank normalizing with its slice's statistics
+        plain = case(a.backend, "batchnorm", comm, False, a.epochs, batch_size=a.batch_size)
+        plain.train()
+        with open(f"{a.out}.plain.rank{comm.rank}.json", "w") as f:
+            json.dump({"loss_history": plain.loss_history,
+                       "params": {k: xpnet.to_numpy(v).tolist()
+                                  for k, v in plain.model.params.items()}}, f)
     comm.close()
 
 

@@ -86,10 +86,15 @@ def test_three_ranks_with_sync_batchnorm_follow_one_process(tmp_path, backend):
     out = tmp_path / "bn.npz"
     # 25 = 9 + 8 + 8: unequal slices, weighted in the gradients and the statistics
     ranks(3, out, "--backend", backend.name, "--normalization", "batchnorm", "--sync-batchnorm",
-          "--batch-size", "25")
+          "--batch-size", "25", "--then-plain")
     reference = single(backend, "batchnorm", batch_size=25)
     assert_same_params(reference, out)
     np.testing.assert_allclose(seen(out, 2)["loss_history"], reference.loss_history, rtol=1e-5)
+    # then plain batchnorm: each rank's slice statistics (as DDP), another trajectory,
+    # still one model on every rank
+    plain = [json.loads(Path(f"{out}.plain.rank{r}.json").read_text()) for r in range(3)]
+    assert plain[0]["loss_history"][0] != pytest.approx(reference.loss_history[0], rel=1e-4)
+    assert plain[1] == plain[0] and plain[2] == plain[0]
 
 
 def test_two_ranks_follow_one_process_rank_0_alone_writes_and_3_ranks_resume(tmp_path, backend):
