@@ -371,3 +371,13 @@ def test_init_whitening_needs_twice_the_patch_size_in_filters(backend):
         init_whitening(model, np.zeros((2, 3, 5, 5)))
     with pytest.raises(InputError, match="not a Conv"):
         init_whitening(model, np.zeros((2, 3, 5, 5)), layer=1)
+
+
+def test_set_frozen_freezes_exactly_the_given_parameters(backend):
+    model = recipe_net(backend)
+    model.set_frozen(["0.b", "7.W"])
+    assert model.frozen == ["0.b", "7.W"] and "0.W" in model.params
+    model.set_frozen([])
+    assert model.frozen == [] and {"0.W", "0.b", "7.W"} <= set(model.params)
+    with pytest.raises(InputError, match="no parameter"):
+        model.set_frozen(["8.W"])

@@ -168,6 +168,16 @@ class Sequential(Model):
             if local in module.frozen:
                 self.params[name] = module.release(local)
 
+    def set_frozen(self, names: Sequence[str]) -> None:
+        """Freeze exactly ``names`` (the others trainable): how a saved model or a
+        checkpoint, whose parameters may have frozen during training, is loaded into
+        a model built from its first config."""
+        names = list(names)
+        for name in names:
+            self._owner(name)
+        self.unfreeze(*[n for n in self.frozen if n not in names])
+        self.freeze(*names)
+
     @classmethod
     def from_config(cls, config: Mapping[str, Any], backend: Any = None) -> Sequential:
         rest = {k: v for k, v in config.items() if k != "modules"}
