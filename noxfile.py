@@ -213,4 +213,4 @@ def device_check(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     out = Path(session.create_tmp()) / "device_check"
     session.run("python", "benchmarks/device_check.py", "--out", str(out), "--dry-run",
-                "--budget-s", "420")
+                "--budget-s", "1200")
