@@ -23,10 +23,12 @@ from .backend.graphs import GraphedStep
 from .errors import InputError, TrainingDivergedError
 from .training import checkpoints, evaluation, updates
 from .training.batches import Batches
+from .training.groups import GroupedUpdate, ParamGroups
 from .training.interrupt import DeferredInterrupt
 from .training.losses import LossLog, diverged
 from .training.parallel import DataParallel
 from .training.rate import LearningRate
+from .tta import TTA_LEVELS
 
 __all__ = ["Solver", "TrainingDivergedError"]
 
@@ -85,6 +87,22 @@ class Solver:
     sync_batchnorm : bool
         With a communicator: batchnorm statistics over the global batch (else each
         rank's slice, as PyTorch's DDP).
+    param_groups : list of dict, optional
+        Per-group update rules and ``optim_config`` entries (:mod:`xpnet.training.groups`):
+        ``[{"params": "*.beta", "learning_rate": 64 * lr}, {"params": is_filter,
+        "update_rule": "muon", ...}]``; the first group that matches a parameter is its
+        group, the others follow ``update_rule`` and ``optim_config``.
+    test_time_augment : int
+        :meth:`check_accuracy` averages the scores over test-time views
+        (:mod:`xpnet.tta`): 0 none, 1 mirror (as ``test_time_flip``), 2 mirror and
+        one-pixel translations.
+    keep_best : bool
+        :meth:`train` ends with the parameters of the best validation accuracy (default);
+        False: with those of its last step (a fixed-length recipe, lookahead's average).
+    after_step : callable, optional
+        ``after_step(solver)`` right after every step of :meth:`train` (``iteration``
+        counts it), before that step's accuracy check and ``callback``: a change to the
+        weights there (:class:`xpnet.ema.Lookahead`) is what the check sees.
     """
 
     def __init__(self, model: Any, data: dict, update_rule: str | Callable = "sgd",
@@ -98,8 +116,17 @@ class Solver:
                  augment: Callable[[Any, Any], Any] | None = None,
                  test_time_flip: bool = False, device_random: bool = False,
                  capturable: bool = False, data_on_device: bool | str = "auto",
-                 communicator: Any = None, sync_batchnorm: bool = False) -> None:
+                 communicator: Any = None, sync_batchnorm: bool = False,
+                 param_groups: list[dict] | None = None, test_time_augment: int = 0,
+                 keep_best: bool = True,
+                 after_step: Callable[[Solver], None] | None = None) -> None:
         self.model = model
+        self.after_step = after_step
+        #: the per-group rules and configs as given (None: one rule and config for all)
+        self.param_groups = param_groups
+        self.test_time_augment = checks.choice(test_time_augment, TTA_LEVELS,
+                                               "test_time_augment", "Solver")
+        self.keep_best = bool(keep_best)
         owner = getattr(model, "backend", None)
         self.backend = (get_backend(owner) if owner is not None
                         else backend_of(next(iter(model.params.values()))))
@@ -131,6 +158,12 @@ class Solver:
             self.verbose = verbose and self.parallel.is_root
         self.X_train, self.y_train, self.X_val, self.y_val = self.batches.arrays
         self._rule = optim.get_update_rule(update_rule)
+        if param_groups is not None:
+            ParamGroups(param_groups, self._rule, self.optim_config)  # checked early
+            if capturable:
+                warnings.warn("Solver: the step runs uncaptured: param_groups give the "
+                              "parameters several update configs", stacklevel=2)
+                capturable = False
         self.capturable, self.capture_problem = updates.try_capture(
             self._rule, self.lr_schedule, model.params, self.data_on_device) \
             if capturable else (False, None)
@@ -150,8 +183,11 @@ class Solver:
         self.best_buffers: dict[str, Any] = {}
         self.train_acc_history: list[float] = []
         self.val_acc_history: list[float] = []
-        self.optim_configs = updates.fresh_configs(self.backend, self.optim_config,
-                                                   self.model.params)
+        self.optim_configs = (
+            updates.fresh_configs(self.backend, self.optim_config, self.model.params)
+            if self.param_groups is None else
+            ParamGroups(self.param_groups, self._rule, self.optim_config).fresh_configs(
+                self.backend, self.model.params))
         self.update_rule = self._rule
         #: the losses, kept on the device until fetched (in one buffer when capturable)
         self.losses = LossLog.on(self.backend, next(iter(self.model.params.values())).dtype,
@@ -170,8 +206,11 @@ class Solver:
             warnings.warn(f"Solver: the step runs uncaptured from now on: {self._rule!r} "
                           "is not a built-in update rule", stacklevel=2)
             self.capturable = False
-        self.updater = updates.choose(self.backend, self._rule, self.optim_config,
-                                      self.model.params, self.capturable)
+        self.updater = (
+            updates.choose(self.backend, self._rule, self.optim_config, self.model.params,
+                           self.capturable) if self.param_groups is None else
+            GroupedUpdate(self.backend, ParamGroups(self.param_groups, self._rule,
+                                                    self.optim_config), self.model.params))
         self._new_graph()
 
     @property
@@ -210,9 +249,14 @@ class Solver:
         """Gather, forward, backward, update: what a CUDA graph captures; the loss."""
         if self.parallel is not None:
             return self.parallel.step(self)
-        X_batch, y_batch = self.batches.draw(self.random)
-        if self.augment is not None:
-            X_batch = self.augment(X_batch, self.random)
+        if getattr(self.augment, "uses_indices", False):  # e.g. alternating flips
+            X_batch, y_batch, idx = self.batches.draw_indexed(self.random)
+            X_batch = self.augment(X_batch, self.random, indices=idx, epoch=self.epoch,
+                                   num_samples=self.batches.num_train)
+        else:
+            X_batch, y_batch = self.batches.draw(self.random)
+            if self.augment is not None:
+                X_batch = self.augment(X_batch, self.random)
         loss, grads = self.model.loss(X_batch, y_batch)
         self.updater.apply(self.model.params, grads, self.optim_configs)
         return loss
@@ -246,6 +290,8 @@ class Solver:
                 t = self.iteration
                 self._step()
                 self.iteration += 1
+                if self.after_step is not None:
+                    self.after_step(self)
                 if t % self.print_every == 0:
                     self._flush_losses()
                     self._print(f"(Iteration {t + 1} / {self.num_iterations}) "
@@ -266,7 +312,8 @@ class Solver:
                         self.save_checkpoint(f"{self.checkpoint_name}_interrupted.npz")
                     raise KeyboardInterrupt
         self._flush_losses()
-        checkpoints.restore_best(self)
+        if self.keep_best:
+            checkpoints.restore_best(self)
 
     def _end_of_epoch_check(self, epoch_end: bool = True) -> None:
         """Accuracies into the histories, the best state kept, the epoch's checkpoint."""
@@ -293,6 +340,7 @@ class Solver:
         (with replacement) when X has more; predicts ``batch_size`` at a time."""
         return evaluation.accuracy(self.model, self.backend, X, y, num_samples, batch_size,
                                    stream=self.random, flip=self.test_time_flip,
+                                   tta_level=self.test_time_augment,
                                    host=self.batches.on_host(X), parallel=self.parallel)
 
     def state(self) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -57,8 +57,13 @@ class Batches:
 
     def draw(self, stream: Any) -> tuple[Any, Any]:
         """A random minibatch ``(X, y)`` on the device, indices from ``stream``."""
+        X, y, _ = self.draw_indexed(stream)
+        return X, y
+
+    def draw_indexed(self, stream: Any) -> tuple[Any, Any, Any]:
+        """A random minibatch and its rows of the training set: ``(X, y, idx)``."""
         idx = stream.integers(self.num_train, self.batch_size)
-        return self.gather(idx), self.backend.xp.take(self.y_train, idx, axis=0)
+        return self.gather(idx), self.backend.xp.take(self.y_train, idx, axis=0), idx
 
     def gather(self, idx: Any) -> Any:
         """The training rows ``idx`` in the sample shape, on the device."""

@@ -119,6 +119,10 @@ def load(solver: Any, path: str) -> None:
                               "load it with xpnet.load_model instead")
     saved = meta["solver"]
     _check_trajectory(solver, saved, meta.get("rng"), path)
+    config = (meta.get("model") or {}).get("config")
+    if isinstance(config, dict) and hasattr(solver.model, "set_frozen"):
+        # parameters that froze during the run (FreezeAfter) are frozen again
+        solver.model.set_frozen(config.get("frozen") or [])
     checkpoint.load_state(solver.model, arrays, source=f"checkpoint {path}")
     be = solver.backend
     solver.best_params = {k: be.asarray(v)

@@ -7,6 +7,7 @@ from typing import Any
 from ..augment import flip_horizontal
 from ..backend import Backend
 from ..host import gather_rows, host_rows
+from ..tta import tta_views
 from .checkpoints import snapshot
 from .parallel import shard
 
@@ -15,7 +16,7 @@ __all__ = ["accuracy", "epoch_check"]
 
 def accuracy(model: Any, backend: Backend, X: Any, y: Any, num_samples: int | None = None,
              batch_size: int = 100, *, stream: Any, flip: bool = False,
-             host: bool = False, parallel: Any = None) -> float:
+             host: bool = False, parallel: Any = None, tta_level: int = 0) -> float:
     """Fraction of ``X`` that ``model`` classifies as ``y``.
 
     Parameters
@@ -35,6 +36,9 @@ def accuracy(model: Any, backend: Backend, X: Any, y: Any, num_samples: int | No
         ``X`` is a host (NumPy) array moved batch by batch.
     parallel : DataParallel, optional
         Each rank predicts its shard of the (subsampled) points; the counts are summed.
+    tta_level : int
+        Average the scores over test-time views (:func:`xpnet.tta.tta_views`; 1 is
+        ``flip``, 2 adds one-pixel translations); 4-D inputs only.
     """
     xp = backend.xp
     X = X if host else backend.asarray(X)
@@ -54,9 +58,12 @@ def accuracy(model: Any, backend: Backend, X: Any, y: Any, num_samples: int | No
     for start in range(lo, hi, batch_size):
         stop = min(start + batch_size, hi)
         batch = backend.asarray(X[start:stop, ...]) if host else X[start:stop, ...]
-        scores = model.loss(batch)
-        if flip:
-            scores = scores + model.loss(flip_horizontal(batch))
+        if tta_level and X.ndim == 4:
+            scores = tta_views(model, batch, tta_level)
+        else:
+            scores = model.loss(batch)
+            if flip:
+                scores = scores + model.loss(flip_horizontal(batch))
         hits = xp.sum(xp.astype(xp.argmax(scores, axis=1) == y[start:stop], xp.int64))
         correct = hits if correct is None else correct + hits
     if parallel is not None:

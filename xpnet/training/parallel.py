@@ -119,7 +119,11 @@ class DataParallel:
         batches, xp = solver.batches, self.backend.xp
         idx = solver.random.integers(batches.num_train, self.batch_size)
         mine = idx[self.lo:self.hi]
-        if solver.augment is not None:  # the whole minibatch, as one process draws it
+        if getattr(solver.augment, "uses_indices", False):  # e.g. alternating flips
+            X_batch = solver.augment(batches.gather(idx), solver.random, indices=idx,
+                                     epoch=solver.epoch, num_samples=batches.num_train
+                                     )[self.lo:self.hi, ...]
+        elif solver.augment is not None:  # the whole minibatch, as one process draws it
             X_batch = solver.augment(batches.gather(idx), solver.random)[self.lo:self.hi, ...]
         else:
             X_batch = batches.gather(mine)
