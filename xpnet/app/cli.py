@@ -96,8 +96,11 @@ def _add_train(sub: Any) -> None:
     model.add_argument("--filter-size", type=int, metavar="K",
                        help=f"cnn: filter height and width ({_presets_help('filter_size')})")
     model.add_argument("--width", type=int, metavar="C",
-                       help=f"convnet, resnet: channels of the first stage "
+                       help=f"convnet, resnet, airbench: channels of the first stage "
                             f"({_presets_help('width')})")
+    model.add_argument("--gelu", choices=("none", "tanh"),
+                       help=f"airbench: the exact GELU or its tanh form "
+                            f"({_presets_help('gelu')})")
     model.add_argument("--label-smoothing", type=float, metavar="EPS",
                        help="softmax targets (1 - EPS) onehot + EPS / classes "
                             f"({_presets_help('label_smoothing')})")
@@ -127,7 +130,8 @@ def _add_train(sub: Any) -> None:
     opt.add_argument("--weight-decay", type=float, metavar="WD",
                      help="decoupled weight decay, w -= lr * WD * w every step, with "
                           f"every update rule ({_presets_help('weight_decay')})")
-    opt.add_argument("--schedule", choices=("none", "constant", "cosine", "onecycle"),
+    opt.add_argument("--schedule", choices=("none", "constant", "cosine", "onecycle",
+                                            "triangle"),
                      help="learning rate per iteration: cosine (after a linear warm-up) or "
                           "one-cycle (up to the peak at --warmup, then down); none: "
                           f"--lr-decay per epoch ({_presets_help('schedule')})")
@@ -140,6 +144,15 @@ def _add_train(sub: Any) -> None:
     opt.add_argument("--test-time-flip", action=argparse.BooleanOptionalAction, default=None,
                      help="evaluate on each image and its mirror "
                           f"({_presets_help('test_time_flip')})")
+    opt.add_argument("--test-time-augment", type=int, choices=(0, 1, 2), metavar="LEVEL",
+                     help="evaluate on averaged views: 0 none, 1 mirror, 2 mirror and "
+                          f"one-pixel translations ({_presets_help('test_time_augment')})")
+    opt.add_argument("--param-group", dest="param_groups", nargs="+", action="append",
+                     metavar="PATTERN KEY=VALUE",
+                     help="an optim_config for the parameters whose names match PATTERN "
+                          "(fnmatch), e.g. --param-group '*.beta' lr=0.64 weight_decay=0; "
+                          "keys: lr, weight_decay, momentum, update_rule (repeatable; the "
+                          "first match wins)"),
     opt.add_argument("--seed", type=int, metavar="N",
                      help="seed of the weights, minibatches and dropout (default: random, "
                           "recorded in config.json)")

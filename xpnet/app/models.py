@@ -12,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import layers
 from .._ops import checks
+from ..airbench import MUON_HEAD, airbench_net
 from ..classifiers.cnn import ThreeLayerConvNet
 from ..classifiers.fc_net import NORMALIZATIONS, FullyConnectedNet
 from ..errors import InputError
@@ -183,6 +185,30 @@ def _describe_composed(options: dict[str, Any]) -> str:
     return f"{options['model']} (Sequential, width {options['width']})"
 
 
+# -- airbench: the CIFAR-10 speed record's net --------------------------------------
+
+def _build_airbench(options: dict[str, Any], input_shape: tuple[int, ...], num_classes: int,
+                    backend: Any) -> Model:
+    if len(input_shape) != 3 or tuple(input_shape[1:]) != (32, 32):
+        raise InputError(f"--model airbench needs 32x32 images (CIFAR-10), got "
+                         f"{checks.shape_str(input_shape)}")
+    w = options["width"]
+    head = MUON_HEAD if options.get("recipe") == "airbench-muon" else {}
+    return airbench_net((w, 4 * w, 4 * w), input_shape=input_shape, num_classes=num_classes,
+                        gelu=options["gelu"], label_smoothing=options["label_smoothing"],
+                        seed=options["seed"], backend=backend, **head)
+
+
+def _validate_airbench(options: dict[str, Any]) -> None:
+    checks.positive_int(options["width"], "--width")
+    checks.choice(options["gelu"], layers.GELU_FORMS, "--gelu")
+
+
+def _describe_airbench(options: dict[str, Any]) -> str:
+    w = options["width"]
+    return f"airbench (widths {w}/{4 * w}/{4 * w}, GELU {options['gelu']})"
+
+
 MODELS: dict[str, ModelSpec] = {
     "fc": ModelSpec("fc", "FullyConnectedNet (the course's fully-connected net)",
                     ("hidden", "normalization", "keep_ratio"), "default",
@@ -196,6 +222,10 @@ MODELS: dict[str, ModelSpec] = {
     "resnet": ModelSpec("resnet", "ResNet-9, a residual Sequential net for GPUs",
                         ("width",), "resnet", _build_composed, _validate_composed,
                         _describe_composed),
+    "airbench": ModelSpec("airbench", "the CIFAR-10 speed record's net (patch whitening, "
+                          "three conv groups, GELU; widths W/4W/4W)", ("width", "gelu"),
+                          "airbench", _build_airbench, _validate_airbench,
+                          _describe_airbench),
 }
 
 #: Every model-shaping option, over all models.

@@ -14,6 +14,20 @@ backend, seed 0, a 2-core CPU shared with other jobs):
 ``cnn``
     ThreeLayerConvNet, 32 7x7 filters, hidden 500, Adam lr 1e-3 decaying by
     0.95 per epoch, batch 50, 5 epochs (the course's network, trained longer).
+``airbench``
+    The CIFAR-10 speed record's net and recipe (:mod:`xpnet.airbench`: widths
+    64/256/256, batch 1024, 10 epochs, test-time augmentation level 2), for GPUs;
+    the record reaches 94% in 3.8 s on an A100. Not measured here yet.
+``airbench-muon``
+    The current record's recipe (airbench94_muon: Muon for the filters, batch 2000,
+    8 epochs; 94.01% in 2.59 s on an A100), for GPUs. Not measured here yet.
+``airbench-cpu``
+    The same recipe as ``airbench`` at widths 24/96/96, the tanh GELU, batch 256,
+    7 epochs, for a 2-core CPU in under 30 minutes: sized by reasoning, not run on
+    CIFAR-10 yet. Its forward and backward pass of a batch measured 1.0-2.2 times
+    (1.56 in the quietest run) the convnet preset's, alternated on a loaded 2-core
+    CPU; the convnet's epoch takes 130 s, so about 200 s per epoch, 23 minutes of
+    training plus the evaluations.
 """
 
 from __future__ import annotations
@@ -41,6 +55,9 @@ TRAINING_OPTIONS: dict[str, Any] = {
     "augment": False,
     "label_smoothing": 0.0,
     "test_time_flip": False,
+    "test_time_augment": 0,
+    "param_groups": [],
+    "recipe": None,
 }
 
 #: The accuracy recipe of the composed models.
@@ -48,6 +65,17 @@ _RECIPE: dict[str, Any] = {
     "update_rule": "sgd_momentum", "momentum": 0.9, "nesterov": True, "lr_decay": 1.0,
     "schedule": "onecycle", "warmup": 0.25, "augment": True, "label_smoothing": 0.1,
     "test_time_flip": True, "reg": 0.0, "weight_scale": 1e-2,
+}
+
+#: The speed record's recipe (xpnet.airbench.airbench_solver_options): it sets the
+#: rates and decay from the batch size (these are batch 1024's), the per-group rate
+#: of the batchnorm shifts, the triangle schedule, alternating flips and
+#: translations, lookahead and the whitening bias's freeze.
+_AIRBENCH: dict[str, Any] = {
+    "recipe": "airbench", "update_rule": "sgd_momentum", "momentum": 0.85, "nesterov": True,
+    "learning_rate": 1.5, "weight_decay": 0.0153 * 3 / 23 / 0.15 / 1.5, "lr_decay": 1.0,
+    "schedule": "triangle", "warmup": 0.0, "augment": True, "label_smoothing": 0.2,
+    "test_time_flip": False, "test_time_augment": 2, "reg": 0.0, "weight_scale": 1e-2,
 }
 
 #: Each preset names its model (``--model``) and that model's options.
@@ -72,6 +100,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     "resnet": {
         "model": "resnet", "width": 64, **TRAINING_OPTIONS, **_RECIPE,
         "learning_rate": 0.1, "weight_decay": 5e-3, "epochs": 20, "batch_size": 512,
+    },
+    "airbench": {
+        "model": "airbench", "width": 64, "gelu": "none", **TRAINING_OPTIONS, **_AIRBENCH,
+        "epochs": 10, "batch_size": 1024,
+    },
+    "airbench-cpu": {
+        "model": "airbench", "width": 24, "gelu": "tanh", **TRAINING_OPTIONS, **_AIRBENCH,
+        "epochs": 7, "batch_size": 256, "learning_rate": 0.375,
+    },
+    "airbench-muon": {
+        "model": "airbench", "width": 64, "gelu": "none", **TRAINING_OPTIONS, **_AIRBENCH,
+        "recipe": "airbench-muon", "schedule": "none", "learning_rate": 0.053 * 2000,
+        "weight_decay": 0.004 / 0.15 / (0.053 * 2000), "epochs": 8, "batch_size": 2000,
     },
 }
 

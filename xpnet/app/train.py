@@ -26,11 +26,13 @@ from typing import Any, TextIO
 from .. import checkpoint, optim, schedules
 from .._ops import checks
 from .._version import __version__
+from ..airbench import airbench_muon_solver_options, airbench_solver_options, prepare
 from ..augment import RandomCropFlip
 from ..backend import get_backend, to_numpy
 from ..data_utils import default_data_dir
 from ..errors import CheckpointError, InputError, RunError, TrainingDivergedError
 from ..solver import Solver
+from ..tta import TTA_LEVELS
 from . import data as datasets
 from . import parallel
 from .devices import device_label, explicit_device
@@ -61,11 +63,13 @@ _FLAGS = {
     "batch_size": "--batch-size", "seed": "--seed", "preset": "--preset",
     "dataset": "--dataset", "data_dir": "--data-dir", "num_train": "--num-train",
     "num_val": "--num-val", "num_test": "--num-test", "download": "--download",
-    "backend": "--backend", "device": "--device",
+    "backend": "--backend", "device": "--device", "param_groups": "--param-group",
 }
 _NUM_TRAIN_ACC_SAMPLES = 1000
 #: Both data sets (CIFAR-10 and digits) have ten classes.
 NUM_CLASSES = 10
+#: ``recipe`` values: None (the options' own rule and schedule) or a named recipe
+RECIPES = (None, "airbench", "airbench-muon")
 
 
 # ---------------------------------------------------------------------------
@@ -165,6 +169,9 @@ def validate_options(options: dict[str, Any]) -> None:
         checks.positive_int(options[key], _flag(key))
     checks.choice(options["update_rule"], tuple(optim.UPDATE_RULES), "update rule")
     _validate_recipe(options)
+    checks.choice(options.get("recipe"), RECIPES, "recipe")
+    checks.choice(options.get("test_time_augment", 0), TTA_LEVELS, "--test-time-augment")
+    param_groups(options)
     for key in ("learning_rate", "weight_scale", "lr_decay"):
         checks.positive_number(options[key], _flag(key))
     checks.nonnegative_number(options["reg"], "--reg")
@@ -196,6 +203,39 @@ def _validate_recipe(options: dict[str, Any]) -> None:
     if isinstance(smoothing, bool) or not isinstance(smoothing, int | float) \
             or not 0 <= smoothing < 1:
         raise InputError(f"--label-smoothing must lie in [0, 1), got {smoothing!r}")
+
+
+#: --param-group keys and the optim_config entries they set
+_GROUP_KEYS = {"lr": "learning_rate", "learning_rate": "learning_rate",
+               "weight_decay": "weight_decay", "momentum": "momentum",
+               "update_rule": "update_rule"}
+
+
+def param_groups(options: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The Solver's ``param_groups`` from ``--param-group PATTERN KEY=VALUE ...`` (None:
+    no groups); InputError for a malformed one."""
+    groups = []
+    for spec in options.get("param_groups") or []:
+        if not isinstance(spec, list) or len(spec) < 2:
+            raise InputError(f"--param-group needs a pattern and KEY=VALUE settings, got "
+                             f"{spec!r}")
+        group: dict[str, Any] = {"params": str(spec[0])}
+        for item in spec[1:]:
+            key, sep, value = str(item).partition("=")
+            if not sep or key not in _GROUP_KEYS:
+                raise InputError(f"--param-group {spec[0]}: {item!r} is not KEY=VALUE with "
+                                 f"KEY one of {', '.join(_GROUP_KEYS)}")
+            if key == "update_rule":
+                optim.get_update_rule(value)
+                group["update_rule"] = value
+                continue
+            try:
+                group[_GROUP_KEYS[key]] = float(value)
+            except ValueError:
+                raise InputError(f"--param-group {spec[0]}: {key} must be a number, got "
+                                 f"{value!r}") from None
+        groups.append(group)
+    return groups or None
 
 
 def optim_config(options: dict[str, Any]) -> dict[str, Any]:
@@ -292,7 +332,8 @@ class _Monitor:
         }
         arrays = {f"params/{k}": to_numpy(v) for k, v in solver.best_params.items()}
         arrays.update({f"buffers/{k}": to_numpy(v) for k, v in solver.best_buffers.items()})
-        self.run.save_model(arrays, self.history["model"], info)
+        # the model's config now: parameters may have been frozen since the start
+        self.run.save_model(arrays, checkpoint.model_meta(solver.model), info)
         self.history["best_epoch"] = solver.epoch
 
     def _end_epoch(self, solver: Solver) -> None:
@@ -481,18 +522,30 @@ def _make_solver(model: Any, data: dict[str, Any], options: dict[str, Any],
     """The run's Solver: the options' rule, recipe and seed, checkpoints in ``run``
     (data-parallel over ``comm``'s ranks when given)."""
     ipe = max(len(data["X_train"]) // options["batch_size"], 1)
+    common = dict(num_train_samples=_NUM_TRAIN_ACC_SAMPLES, num_val_samples=None,
+                  print_every=ipe,
+                  checkpoint_name=run.checkpoint_name if run is not None else None,
+                  verbose=False, seed=options["seed"], communicator=comm,
+                  sync_batchnorm=bool(options.get("sync_batchnorm")))
+    train_val = {k: data[k] for k in ("X_train", "y_train", "X_val", "y_val")}
+    recipe = options.get("recipe")
+    if recipe is not None:  # the speed record's recipe sets the rest
+        prepare(model, data["X_train"])
+        make = (airbench_solver_options if recipe == "airbench"
+                else airbench_muon_solver_options)
+        return Solver(model, train_val, **make(
+            options["batch_size"], options["epochs"],
+            tta_level=options.get("test_time_augment", 2), callback=monitor), **common)
     schedule = None if options["schedule"] == "none" else options["schedule"]
-    return Solver(model, {k: data[k] for k in ("X_train", "y_train", "X_val", "y_val")},
+    return Solver(model, train_val,
                   update_rule=options["update_rule"], optim_config=optim_config(options),
                   lr_decay=float(options["lr_decay"]), batch_size=options["batch_size"],
-                  num_epochs=options["epochs"], num_train_samples=_NUM_TRAIN_ACC_SAMPLES,
-                  num_val_samples=None, print_every=ipe,
-                  checkpoint_name=run.checkpoint_name if run is not None else None,
-                  verbose=False, seed=options["seed"], callback=monitor,
+                  num_epochs=options["epochs"], callback=monitor,
                   lr_schedule=schedules.get_schedule(schedule, warmup=float(options["warmup"])),
                   augment=RandomCropFlip(pad=4) if options["augment"] else None,
-                  test_time_flip=bool(options["test_time_flip"]), communicator=comm,
-                  sync_batchnorm=bool(options.get("sync_batchnorm")))
+                  test_time_flip=bool(options["test_time_flip"]),
+                  test_time_augment=options.get("test_time_augment", 0),
+                  param_groups=param_groups(options), **common)
 
 
 def _resume(solver: Solver, run: RunFolder, history: dict[str, Any], out: TextIO) -> None:
@@ -565,7 +618,8 @@ def _finish(run: RunFolder, model: Any, solver: Solver, history: dict[str, Any],
             options: dict[str, Any], dataset: datasets.Dataset, backend: Any, err: TextIO
             ) -> TrainResult:
     """Test the best model, exactly as saved; write ``result.json`` and the plots."""
-    arrays, _ = run.load_model()
+    arrays, meta = run.load_model()
+    _match_frozen(model, meta)
     checkpoint.load_state(model, arrays, source=str(run.best_model_path))
     tested = time.perf_counter()
     history["test_acc"] = solver.check_accuracy(dataset.data["X_test"], dataset.data["y_test"])
@@ -585,11 +639,21 @@ def _finish(run: RunFolder, model: Any, solver: Solver, history: dict[str, Any],
                        seconds_per_epoch=result_history["seconds_per_epoch"])
 
 
+def _match_frozen(model: Any, meta: dict[str, Any]) -> None:
+    """A model whose parameters froze during training (the whitening bias of airbench)
+    takes the frozen set of the saved best model, which may be of an earlier epoch."""
+    config = (meta.get("model") or {}).get("config")
+    if isinstance(config, dict) and hasattr(model, "set_frozen"):
+        model.set_frozen(config.get("frozen") or [])
+
+
 def _first_weights(arrays: dict[str, Any]) -> Any:
     """The first layer's weights: ``W1`` of the course's models, ``0.W`` of composed ones."""
     if "params/W1" in arrays:
         return arrays["params/W1"]
-    return next(v for k, v in arrays.items() if k.startswith("params/") and k.endswith(".W"))
+    # the lowest layer's W, trained or frozen (a frozen one is a buffer)
+    weights = [k for k in arrays if k.startswith(("params/", "buffers/")) and k.endswith(".W")]
+    return arrays[min(weights, key=lambda k: int(k.split("/")[1].split(".")[0]))]
 
 
 def _mtime(path: Any) -> int | None:
