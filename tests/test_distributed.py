@@ -27,6 +27,7 @@ import xpnet  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from distributed_worker import case  # noqa: E402
+from one_rank import OneRank
 
 from xpnet.solver import Solver  # noqa: E402
 
@@ -193,24 +194,9 @@ def test_ctrl_c_stops_every_rank_after_the_same_step_with_a_checkpoint(tmp_path,
     assert "error" not in err
 
 
-class _OneRank:
-    """A communicator of one rank (what the collectives of a world of one do)."""
-
-    rank, world_size, is_root = 0, 1, True
-
-    def all_reduce(self, arrays, what=""):
-        return list(arrays)
-
-    def broadcast(self, arrays, src=0, what=""):
-        return list(arrays)
-
-    def sum_host(self, values, what=""):
-        return [float(v) for v in values]
-
-
 def test_a_world_of_one_follows_the_ordinary_step_exactly(backend):
     reference = single(backend, "batchnorm")
-    solver = case(backend.name, "batchnorm", communicator=_OneRank(), sync=True)
+    solver = case(backend.name, "batchnorm", communicator=OneRank(), sync=True)
     solver.train()
     assert solver.loss_history == reference.loss_history
     assert solver.val_acc_history == reference.val_acc_history
@@ -225,7 +211,7 @@ def test_shards_cover_the_batch_and_bad_settings_are_refused(backend):
 
     assert [shard(25, r, 3) for r in range(3)] == [(0, 9), (9, 17), (17, 25)]
     assert [shard(4, r, 4) for r in range(4)] == [(0, 1), (1, 2), (2, 3), (3, 4)]
-    many = type("Many", (_OneRank,), {"world_size": 32})()
+    many = type("Many", (OneRank,), {"world_size": 32})()
     with pytest.raises(InputError, match="global batch"):
         case(backend.name, None, communicator=many)
     model = case(backend.name, None).model
@@ -233,4 +219,4 @@ def test_shards_cover_the_batch_and_bad_settings_are_refused(backend):
             "X_val": np.zeros((2, 12), np.float32), "y_val": np.zeros(2, np.int64)}
     with pytest.raises(InputError, match="capturable"):
         Solver(model, data, update_rule="sgd", batch_size=2, capturable=True,
-               communicator=_OneRank())
+               communicator=OneRank())

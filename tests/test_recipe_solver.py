@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from one_rank import OneRank
 
 import xpnet
 from xpnet import Solver
@@ -244,27 +245,12 @@ def test_resuming_after_a_freeze_follows_the_same_trajectory(backend, tmp_path):
                                       xpnet.to_numpy(value))
 
 
-class _OneRank:
-    """A communicator of one rank (the collectives of a world of one)."""
-
-    rank, world_size, is_root = 0, 1, True
-
-    def all_reduce(self, arrays, what=""):
-        return list(arrays)
-
-    def broadcast(self, arrays, src=0, what=""):
-        return list(arrays)
-
-    def sum_host(self, values, what=""):
-        return [float(v) for v in values]
-
-
 def test_data_parallel_step_gives_alternating_flips_their_rows(backend):
     rng = np.random.default_rng(9)
     X, y = rng.standard_normal((16, 2, 4, 4)), rng.integers(0, 3, 16)
     data = {"X_train": X, "y_train": y, "X_val": X, "y_val": y}
     finals = []
-    for comm in (None, _OneRank()):
+    for comm in (None, OneRank()):
         model = Sequential(Conv(3), GELU(), Flatten(), Affine(3), input_shape=(2, 4, 4),
                            dtype="float64", seed=0, backend=backend)
         Solver(model, data, update_rule="sgd", optim_config={"learning_rate": 0.1},
