@@ -12,6 +12,9 @@ FAULT is one of
 ``kill-driver:K:E``
     That worker SIGKILLs the sweep's driver (its parent) there instead, then
     waits for its watchdog to end it.
+``die-asking:K``
+    The sweep's driver SIGKILLs itself while it gives trial K its parameters,
+    after the first one (the study then holds a trial with some of them).
 
 The package has no hook for this: the script wraps public seams of
 ``xpnet.app.train`` (the ``on_epoch`` callback of :func:`xpnet.app.train.train`,
@@ -30,13 +33,14 @@ import time
 
 import xpnet.app.train as train_module
 
-USAGE = "usage: python tests/faults.py interrupt:N | kill-worker:K:E | kill-driver:K:E ARGS..."
+USAGE = ("usage: python tests/faults.py interrupt:N | kill-worker:K:E | kill-driver:K:E | "
+         "die-asking:K ARGS...")
 
 
 def parse(spec: str) -> tuple[str, tuple[int, ...]]:
     """``'kill-worker:1:2'`` as ``('kill-worker', (1, 2))``; SystemExit when malformed."""
     kind, *numbers = spec.split(":")
-    sizes = {"interrupt": 1, "kill-worker": 2, "kill-driver": 2}
+    sizes = {"interrupt": 1, "kill-worker": 2, "kill-driver": 2, "die-asking": 1}
     if kind not in sizes or len(numbers) != sizes[kind] or not all(n.isdigit() for n in numbers):
         raise SystemExit(f"{USAGE}\ngot {spec!r}")
     return kind, tuple(int(n) for n in numbers)
@@ -77,10 +81,28 @@ def kill_in_trial(target: str, trial: int, epoch: int) -> None:
     train_module.train = train
 
 
+def die_asking(trial: int) -> None:
+    """SIGKILL the driver after it gave trial ``trial`` its first parameter."""
+    from xpnet.app.sweep.space import SearchSpace
+
+    original = SearchSpace.suggest
+
+    def suggest(self, optuna_trial):
+        if optuna_trial.number == trial and os.environ.get("XPNET_TEST_RESUMED") != "1":
+            first = next(iter(self.dimensions))
+            original(type(self)({first: self.dimensions[first]}, self.fixed), optuna_trial)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(self, optuna_trial)
+
+    SearchSpace.suggest = suggest
+
+
 def install(spec: str) -> None:
     kind, numbers = parse(spec)
     if kind == "interrupt":
         interrupt_after(*numbers)
+    elif kind == "die-asking":
+        die_asking(*numbers)
     else:
         kill_in_trial(kind.split("-")[1], *numbers)
 

@@ -23,6 +23,7 @@ errors, the worker and device). Faults:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
 from dataclasses import dataclass, field, replace
@@ -266,8 +267,31 @@ class Driver:
                                  "per study")
         else:  # a trial of a previous driver: its parameters, completed if it died asking
             trial = self.optuna.trial.Trial(self.study, trial_id)
+            missing = set(self.space.dimensions) - set(trial.params)
+            if missing and spec["sampler"] != "grid":  # (the grid's point is in the trial)
+                with warnings.catch_warnings():  # PartialFixedSampler is "experimental"
+                    warnings.simplefilter("ignore", self.optuna.exceptions.ExperimentalWarning)
+                    self.study.sampler = self.optuna.samplers.PartialFixedSampler(
+                        self._asked_then(number, trial_id), self.study.sampler)
         self.trials[number] = trial
         return trial, self.space.suggest(trial)
+
+    def _asked_then(self, number: int, trial_id: int) -> dict[str, Any]:
+        """Every parameter trial ``number`` was being given when its driver died asking:
+        the same sampler asked again, in memory, with the trials finished before it began
+        (what the sampler saw then), so a resumed sweep gets the uninterrupted one's."""
+        optuna, spec = self.optuna, self.spec
+        frozen = self.study._storage.get_trial(trial_id)
+        finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        replay = optuna.create_study(directions=self.study.directions, sampler=make_sampler(
+            spec["sampler"], self.space, spec["seed"], number))
+        for done in self.study.get_trials(deepcopy=False, states=finished):
+            if done.datetime_complete and frozen.datetime_start \
+                    and done.datetime_complete <= frozen.datetime_start:
+                replay.add_trial(done)
+        probe = replay.ask()
+        self.space.suggest(probe)
+        return dict(probe.params)
 
     def _task(self, trial: Any, chosen: dict[str, Any], attempt: int) -> TrialTask | None:
         number = trial.number
