@@ -69,10 +69,15 @@ def test_solver_param_groups_rates_and_schedules(backend):
         Solver(model, flat_data(), param_groups=[{"learning_rate": 1.0}], verbose=False)
 
 
+def small_conv_net(backend, filters: int) -> Sequential:
+    """conv (no bias) - batchnorm (no scale) - GELU - affine on (2, 4, 4) inputs, float64."""
+    return Sequential(Conv(filters, bias=False), SpatialBatchNorm(scale=False), GELU(),
+                      Flatten(), Affine(3), input_shape=(2, 4, 4), dtype="float64", seed=0,
+                      backend=backend)
+
+
 def test_solver_muon_for_filters_and_nesterov_for_the_rest(backend):
-    model = Sequential(Conv(4, bias=False), SpatialBatchNorm(scale=False), GELU(), Flatten(),
-                       Affine(3), input_shape=(2, 4, 4), dtype="float64", seed=0,
-                       backend=backend)
+    model = small_conv_net(backend, 4)
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((24, 2, 4, 4)), rng.integers(0, 3, 24)
     solver = Solver(model, {"X_train": X, "y_train": y, "X_val": X, "y_val": y},
@@ -173,9 +178,7 @@ def test_the_record_recipe_runs_end_to_end(backend):
 
 
 def test_after_step_lookahead_is_what_the_last_check_sees(backend):
-    model = Sequential(Conv(3, bias=False), SpatialBatchNorm(scale=False), GELU(), Flatten(),
-                       Affine(3), input_shape=(2, 4, 4), dtype="float64", seed=0,
-                       backend=backend)
+    model = small_conv_net(backend, 3)
     rng = np.random.default_rng(6)
     X, y = rng.standard_normal((20, 2, 4, 4)), rng.integers(0, 3, 20)
     la = Lookahead(every=2, decay=0.5)
